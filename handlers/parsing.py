@@ -173,7 +173,10 @@ def _header_text(msg: Message, name: str, problems: list[str]) -> str:
         return _clean(_decode_words(raws[0][:_LONG_HEADER]))
     try:
         value = msg[name]
-        return _clean(str(value)) if value is not None else ""
+        text = _clean(str(value)) if value is not None else ""
+        if "\ufffd" in text and "=?" in raws[0]:  # unknown charset: try our lenient decoding
+            text = _clean(_decode_words(raws[0]))
+        return text
     except Exception as e:
         problems.append(f"header {name}: {type(e).__name__}")
         return _clean(_decode_words(raws[0]))
@@ -196,9 +199,10 @@ def _addresses(msg: Message, name: str, problems: list[str]) -> list[tuple[str, 
         problems.append(f"header {name}: {type(e).__name__}")
         pairs = []
         try:
-            decoded = [_decode_words(r) for r in raws]
-            for disp, addr in email.utils.getaddresses(decoded):
-                pairs.append((_clean(disp), _clean(addr).lower()))
+            # parse the raw value: encoded-words stay opaque, so a decoded CR/LF or colon in the
+            # display name cannot pose as another header or address
+            for disp, addr in email.utils.getaddresses([_clean(r) for r in raws]):
+                pairs.append((_clean(_decode_words(disp)), _clean(addr).lower()))
         except Exception:
             problems.append(f"header {name}: unreadable")
     return [(d, a) for d, a in pairs if a or d]

@@ -1,0 +1,80 @@
+"""The composition root's Slack half: the Web API client and the Bolt app.
+
+Nothing here reads the environment or connects at import time; `privacy-desk run` builds
+everything from `Settings` once, and tests build the same objects against the Slack stand-in.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+import handlers
+from bot.settings import Settings
+from handlers.deadlines import Calendar
+from storage.store import Store
+
+__all__ = ["Desk", "build_client", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Desk:
+    """The services listeners need, handed to them through Bolt's context as `desk`."""
+
+    settings: Settings
+    store: Store
+    calendar: Calendar
+
+
+def build_client(settings: Settings, *, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
+    """An `AsyncWebClient` for `SLACK_API_URL` that retries on connection errors, on 429
+    (sleeping `Retry-After`) and on 500/503, with slack-sdk's own retry handlers."""
+    return AsyncWebClient(
+        token=settings.slack.bot_token.reveal(),
+        base_url=settings.slack.api_url,
+        session=session,
+        timeout=30,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def create_app(settings: Settings, *, store: Store, client: AsyncWebClient) -> AsyncApp:
+    """The Bolt app with every listener registered and the services injected as `desk`."""
+    secret = settings.slack.signing_secret
+    app = AsyncApp(
+        client=client,
+        signing_secret=secret.reveal() if secret else None,
+        request_verification_enabled=settings.slack.mode == "http",
+        logger=logging.getLogger("slack_bolt"),
+    )
+    desk = Desk(settings=settings, store=store, calendar=settings.calendar)
+
+    @app.middleware
+    async def inject_desk(context, next):  # type: ignore[no-untyped-def]
+        context["desk"] = desk
+        await next()
+
+    @app.error
+    async def on_error(error, body, logger):  # type: ignore[no-untyped-def]
+        # Error boundary for Slack listeners: a failing listener must not take the app down, and
+        # the failure is logged once here with its type (never the payload: it holds user data).
+        kind = body.get("type") if isinstance(body, dict) else None
+        logger.error("listener failed on a %s request: %s", kind or "Slack", type(error).__name__, exc_info=error)
+
+    handlers.register(app)
+    return app

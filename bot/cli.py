@@ -1,0 +1,122 @@
+"""The `privacy-desk` command (see INTERFACE.md).
+
+Exit status: 0 on success, 2 on a usage or configuration error (the message names the
+setting), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.errors import ConfigError
+from bot.settings import Settings, calendar_from_env, load_environ
+
+__all__ = ["main"]
+
+logger = logging.getLogger("privacy_desk")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="privacy-desk", description="Privacy requests from mailbox to Slack.")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING or ERROR")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="watch the mailbox and run the Slack app (Socket Mode by default)")
+    run.add_argument("--http", metavar="PORT", type=int, help="serve Slack's HTTP requests on PORT instead")
+
+    deadline = sub.add_parser("deadline", help="print the due date of a request received at an instant")
+    deadline.add_argument("received_at", metavar="RECEIVED_AT", help="ISO-8601 instant, e.g. 2026-03-05T10:00:00Z")
+    deadline.add_argument("--kind", choices=("gdpr", "complaint"), default="gdpr")
+    deadline.add_argument("--extended", action="store_true", help="the extended (three-month) deadline")
+
+    classify = sub.add_parser("classify", help="classify .eml files without any server")
+    classify.add_argument("--json", action="store_true", help="one JSON object per line")
+    classify.add_argument("files", nargs="+", metavar="FILE")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
+        return int(e.code or 0)
+    environ = load_environ(os.environ)
+    _configure_logging(args.log_level or environ.get("LOG_LEVEL", "INFO"))
+    try:
+        if args.command == "run":
+            return _run(environ, args.http)
+        if args.command == "deadline":
+            return _deadline(environ, args)
+        if args.command == "classify":
+            return _classify(args)
+    except ConfigError as e:
+        print(f"privacy-desk: configuration error: {e}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Libraries log request bodies at DEBUG; those hold personal data. Keep them quiet.
+    for name in ("slack_sdk", "slack_bolt", "imapclient", "aiosqlite", "asyncio"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def _run(environ: dict[str, str], http_port: int | None) -> int:
+    from bot.runtime import run
+
+    settings = Settings.from_env(environ, http_port=http_port)
+    return asyncio.run(run(settings))
+
+
+def _deadline(environ: dict[str, str], args: argparse.Namespace) -> int:
+    calendar = calendar_from_env(environ)
+    try:
+        received = datetime.fromisoformat(args.received_at.replace("Z", "+00:00"))
+    except ValueError:
+        print(f"privacy-desk: RECEIVED_AT is not an ISO-8601 instant: {args.received_at!r}", file=sys.stderr)
+        return 2
+    if received.tzinfo is None:
+        received = received.replace(tzinfo=UTC)
+    print(calendar.due_date(received, kind=args.kind, extended=args.extended).isoformat())
+    return 0
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from handlers.classification import classify
+    from handlers.parsing import parse_email
+
+    status = 0
+    for name in args.files:
+        try:
+            raw = Path(name).read_bytes()
+        except OSError as e:
+            print(f"privacy-desk: cannot read {name}: {e.strerror}", file=sys.stderr)
+            status = 1
+            continue
+        result = classify(parse_email(raw))
+        if args.json:
+            print(json.dumps({"file": name, **result.as_dict()}, ensure_ascii=False))
+        else:
+            labels = ",".join(result.labels)
+            print(f"{name}: {result.kind} [{labels}] confidence={result.confidence:.2f} language={result.language}")
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

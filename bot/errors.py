@@ -1,0 +1,38 @@
+"""The exceptions Privacy Desk raises on purpose.
+
+    PrivacyDeskError
+    ├── ConfigError            a setting is missing or malformed (exit status 2, names the setting)
+    ├── StorageError           the database cannot be used as expected
+    │   └── TransitionError    a case change that its current state does not allow
+    └── MailboxError           the mailbox cannot be reached or used (the watcher retries)
+
+Slack failures surface as slack-sdk's `SlackApiError` (caught by `e.response["error"]`), IMAP
+failures as imapclient's `IMAPClientError` / `OSError`; they are not wrapped.
+"""
+
+from __future__ import annotations
+
+
+class PrivacyDeskError(Exception):
+    """Base class of the errors below."""
+
+
+class ConfigError(PrivacyDeskError):
+    """A setting is missing or malformed; `setting` names it."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+class StorageError(PrivacyDeskError):
+    """The database is not usable as expected (wrong schema version, not writable...)."""
+
+
+class TransitionError(StorageError):
+    """A change that the case's current state does not allow (e.g. resolving a resolved case)."""
+
+
+class MailboxError(PrivacyDeskError):
+    """The mailbox cannot be used (folder missing, login refused...)."""

@@ -1,0 +1,292 @@
+"""Watching the privacy mailbox over IMAP, in a thread of its own.
+
+imapclient is blocking and not thread-safe, so one dedicated thread owns the connection. For
+each new message it hands the bytes to the event loop (`take_in`, which commits the message and
+the cursor together) and waits for the commit before it moves on: the cursor (UIDVALIDITY +
+last UID) therefore never runs ahead of what is stored.
+
+- IDLE when the server offers it, renewed every `idle_renew_seconds` (at most 10 minutes);
+  otherwise polling every `poll_seconds`.
+- `BODY.PEEK[]` and a read-only `EXAMINE`, so the mailbox's read state is left alone.
+- A UIDVALIDITY change re-syncs the folder from its first message; duplicates are skipped by
+  Message-ID (synthetic ids are derived from the content).
+- On the first start against a folder that already holds mail, messages that arrived more than
+  `backfill_days` ago are recorded as historical and open no case.
+- Connection loss: reconnect with exponential backoff and jitter, logged once per outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import ssl
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+from imapclient.imapclient import SocketTimeout
+
+from bot.backoff import Backoff, Outage
+from bot.errors import MailboxError, StorageError
+from bot.settings import ImapSettings
+from handlers.intake import IncomingMessage, IntakeOutcome
+from storage.models import Cursor
+
+__all__ = ["MailboxWatcher"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+FETCH_BATCH_BYTES = 16 * 1024 * 1024  # fetch at most this much mail per round trip
+FETCH_BATCH_COUNT = 50
+IDLE_CHECK_SECONDS = 1.0  # how often the IDLE loop looks at the stop flag
+
+
+class MailboxWatcher:
+    """Delivers every message of the folder exactly once to `deliver`, until stopped.
+
+    `deliver(message)` and the cursor functions are coroutines run on `loop`; the watcher
+    thread blocks on their result. `fallback(message, error)` records a message whose normal
+    intake raised (the message is stored raw and flagged, never dropped).
+    """
+
+    def __init__(
+        self,
+        settings: ImapSettings,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Callable[[IncomingMessage], Awaitable[IntakeOutcome]],
+        fallback: Callable[[IncomingMessage, BaseException], Awaitable[IntakeOutcome]],
+        get_cursor: Callable[[str], Awaitable[Cursor | None]],
+        reset_cursor: Callable[[str, int, int], Awaitable[None]],
+        on_delivered: Callable[[IntakeOutcome], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        backoff: Backoff | None = None,
+        token_provider: Callable[[], str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.loop = loop
+        self.deliver = deliver
+        self.fallback = fallback
+        self.get_cursor = get_cursor
+        self.reset_cursor = reset_cursor
+        self.on_delivered = on_delivered
+        self.clock = clock
+        self.backoff = backoff or Backoff(base=1.0, cap=300.0)
+        self.token_provider = token_provider
+        self.outage = Outage("IMAP mailbox", logger)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.connected = threading.Event()
+        self.idling = threading.Event()
+        self.taken_in = 0
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the watcher thread."""
+        self._thread = threading.Thread(target=self._run, name="imap-watcher", daemon=True)
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        """Ask the thread to stop after the message in hand."""
+        self._stop.set()
+
+    async def stop(self) -> None:
+        """Stop and wait for the thread to finish (the message in hand is finished first)."""
+        self.request_stop()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was requested."""
+        return self._stop.is_set()
+
+    # --- thread side ------------------------------------------------------------------------------
+    def _call(self, coro: Awaitable[T]) -> T:
+        """Run a coroutine on the event loop and wait for its result (from the watcher thread)."""
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+        return future.result()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with self._connect() as client:
+                    self.outage.recovered()
+                    self.backoff.reset()
+                    self.connected.set()
+                    self._session(client)
+            except (IMAPClientError, OSError, ssl.SSLError, MailboxError, EOFError) as e:
+                self.outage.failed(e)
+            except Exception as e:  # e.g. the database went away: keep trying, never die silently
+                self.outage.failed(e)
+                logger.exception("mailbox watcher error")
+            finally:
+                self.connected.clear()
+                self.idling.clear()
+            if not self._stop.is_set():
+                self._stop.wait(self.backoff.next_delay())
+        logger.info("mailbox watcher stopped")
+
+    def _connect(self) -> IMAPClient:
+        s = self.settings
+        timeout = SocketTimeout(connect=15.0, read=float(s.timeout_seconds))
+        context = ssl.create_default_context()
+        if s.tls == "ssl":
+            client = IMAPClient(s.host, port=s.port, ssl=True, ssl_context=context, timeout=timeout)
+        else:
+            client = IMAPClient(s.host, port=s.port, ssl=False, timeout=timeout)
+            if s.tls == "starttls":
+                try:
+                    client.starttls(context)
+                except BaseException:
+                    _close(client)
+                    raise
+        try:
+            client.normalise_times = False  # INTERNALDATE as aware datetimes
+            if s.auth == "oauth2":
+                token = self.token_provider() if self.token_provider else s.password.reveal()
+                client.oauth2_login(s.username, token)
+            else:
+                client.login(s.username, s.password.reveal())
+        except BaseException:
+            _close(client)
+            raise
+        return client
+
+    def _session(self, client: IMAPClient) -> None:
+        folder = self.settings.folder
+        try:
+            info = client.select_folder(folder, readonly=True)
+        except IMAPClientError as e:
+            raise MailboxError(f"cannot open folder {folder!r}") from e
+        uidvalidity = int(info[b"UIDVALIDITY"])
+        uidnext = int(info.get(b"UIDNEXT") or 0) or (max(client.search(["ALL"]) or [0]) + 1)
+        cursor = self._call(self.get_cursor(folder))
+        if cursor is None:
+            logger.info("first start on this folder: %d message(s) already there", uidnext - 1)
+            self._call(self.reset_cursor(folder, uidvalidity, uidnext))
+        elif cursor.uidvalidity != uidvalidity:
+            logger.warning("UIDVALIDITY changed (%d -> %d): re-syncing, duplicates skipped by Message-ID",
+                           cursor.uidvalidity, uidvalidity)
+            self._call(self.reset_cursor(folder, uidvalidity, uidnext))
+        self._sync(client)
+        if client.has_capability("IDLE"):
+            self._idle_loop(client)
+        else:
+            self._poll_loop(client)
+
+    def _sync(self, client: IMAPClient) -> None:
+        """Take in every message above the cursor, in UID order."""
+        folder = self.settings.folder
+        while not self._stop.is_set():
+            cursor = self._call(self.get_cursor(folder))
+            assert cursor is not None
+            uids = sorted(u for u in client.search(["UID", f"{cursor.last_uid + 1}:*"]) if u > cursor.last_uid)
+            if not uids:
+                return
+            for batch in self._batches(client, uids):
+                data = client.fetch(batch, ["BODY.PEEK[]", "INTERNALDATE"])
+                for uid in batch:
+                    if self._stop.is_set():
+                        return
+                    item = data.get(uid)
+                    if not item or b"BODY[]" not in item:
+                        continue  # expunged meanwhile
+                    self._take(cursor, uid, item)
+
+    def _batches(self, client: IMAPClient, uids: list[int]) -> list[list[int]]:
+        sizes: dict[int, Any] = {}
+        for i in range(0, len(uids), 500):
+            chunk = uids[i : i + 500]
+            sizes.update(client.fetch(chunk, ["RFC822.SIZE"]))
+        batches: list[list[int]] = []
+        current: list[int] = []
+        total = 0
+        for uid in uids:
+            size = int((sizes.get(uid) or {}).get(b"RFC822.SIZE", 0))
+            if current and (total + size > FETCH_BATCH_BYTES or len(current) >= FETCH_BATCH_COUNT):
+                batches.append(current)
+                current, total = [], 0
+            current.append(uid)
+            total += size
+        if current:
+            batches.append(current)
+        return batches
+
+    def _take(self, cursor: Cursor, uid: int, item: dict[bytes, Any]) -> None:
+        raw = bytes(item[b"BODY[]"])
+        arrived = item.get(b"INTERNALDATE")
+        if not isinstance(arrived, datetime):
+            arrived = self.clock()
+        elif arrived.tzinfo is None:
+            arrived = arrived.replace(tzinfo=UTC)
+        historical = uid < cursor.backfill_before_uid and arrived < self.clock() - timedelta(
+            days=self.settings.backfill_days
+        )
+        message = IncomingMessage(raw=raw, folder=cursor.folder, uidvalidity=cursor.uidvalidity, uid=uid,
+                                  arrived_at=arrived, historical=historical)
+        # Error boundary: one bad email must not stop the mailbox. Its intake failed for a reason
+        # of its own (not the database: that raises out of `fallback` too and we retry later),
+        # so it is stored raw and flagged instead.
+        try:
+            outcome = self._call(self.deliver(message))
+        except Exception as e:
+            if _is_storage_outage(e):
+                raise
+            logger.exception("uid %d could not be taken in normally; storing it raw and flagged", uid)
+            outcome = self._call(self.fallback(message, e))
+        self.taken_in += 1
+        if self.on_delivered is not None:
+            self.on_delivered(outcome)
+
+    def _idle_loop(self, client: IMAPClient) -> None:
+        renew = min(self.settings.idle_renew_seconds, 600)
+        while not self._stop.is_set():
+            client.idle()
+            self.idling.set()
+            started = time.monotonic()
+            try:
+                while not self._stop.is_set() and time.monotonic() - started < renew:
+                    t0 = time.monotonic()
+                    responses = client.idle_check(timeout=IDLE_CHECK_SECONDS)
+                    if any(_is_news(r) for r in responses):
+                        break
+                    if not responses and time.monotonic() - t0 < IDLE_CHECK_SECONDS / 4:
+                        break  # readable but nothing read: the connection was closed (EOF)
+            finally:
+                self.idling.clear()
+            client.idle_done()  # raises on a dead connection -> reconnect
+            self._sync(client)
+
+    def _poll_loop(self, client: IMAPClient) -> None:
+        while not self._stop.wait(self.settings.poll_seconds):
+            client.noop()
+            self._sync(client)
+
+
+def _is_news(response: Any) -> bool:
+    """EXISTS/EXPUNGE/FETCH or BYE in an IDLE response ("OK Still here" is not news)."""
+    if not isinstance(response, tuple) or len(response) < 2:
+        return False
+    if response[0] == b"BYE":
+        return True
+    return response[1] in (b"EXISTS", b"EXPUNGE", b"RECENT", b"FETCH")
+
+
+def _is_storage_outage(error: BaseException) -> bool:
+    return isinstance(error, (sqlite3.OperationalError, StorageError, asyncio.CancelledError))
+
+
+def _close(client: IMAPClient) -> None:
+    try:
+        client.shutdown()
+    except (OSError, IMAPClientError):
+        pass
+

@@ -1,0 +1,289 @@
+"""Block Kit for cases and emails, built as plain dicts from stored records (pure functions).
+
+Every piece of text that came from an email is escaped for mrkdwn (`&`, `<`, `>`), so a sender
+cannot inject mentions (`<!channel>`, `<@U…>`), links or dates; it is shown in `plain_text` or
+`verbatim` mrkdwn objects, and every string is cut to Slack's limits (3000 characters per
+section, 150 per header, 50 blocks per message).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from handlers.deadlines import days_left
+from storage.models import Case, StoredEmail
+
+__all__ = [
+    "ROOT_EVENT_TYPE",
+    "case_metadata",
+    "case_root_blocks",
+    "case_root_text",
+    "email_metadata",
+    "email_reply",
+    "escape_mrkdwn",
+    "kind_label",
+]
+
+ROOT_EVENT_TYPE = "privacy_case"
+EMAIL_EVENT_TYPE = "privacy_case_email"
+SECTION_LIMIT = 3000
+HEADER_LIMIT = 150
+EMAIL_TEXT_BUDGET = 9000  # characters of email text per thread reply (Slack caps a message near 13k)
+
+KIND_LABELS = {
+    "access": "Access (art. 15)",
+    "rectification": "Rectification (art. 16)",
+    "erasure": "Erasure (art. 17)",
+    "restriction": "Restriction (art. 18)",
+    "portability": "Portability (art. 20)",
+    "objection": "Objection (art. 21)",
+    "complaint": "Complaint",
+    "other": "Other / not a request",
+    "auto_reply": "Automatic reply",
+    "bounce": "Bounce",
+}
+STATUS_LABELS = {
+    "new": "New",
+    "in_progress": "In progress",
+    "awaiting_requester": "Awaiting requester",
+    "extended": "Extended",
+    "resolved": "Resolved",
+}
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Escape Slack's control characters so untrusted text renders literally (`&` first)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int, note: str = "…") -> str:
+    return text if len(text) <= limit else text[: max(0, limit - len(note))].rstrip() + note
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _plain(text: str, limit: int = SECTION_LIMIT) -> dict[str, object]:
+    return {"type": "plain_text", "text": _cut(text or " ", limit), "emoji": False}
+
+
+def _mrkdwn(text: str) -> dict[str, object]:
+    """A verbatim mrkdwn object; callers escape untrusted parts before building `text`."""
+    return {"type": "mrkdwn", "text": _cut(text or " ", SECTION_LIMIT), "verbatim": True}
+
+
+def kind_label(kind: str) -> str:
+    """The kind as staff read it ("Erasure (art. 17)")."""
+    return KIND_LABELS.get(kind, kind.replace("_", " ").capitalize())
+
+
+def mention(user_id: str) -> str:
+    """A user mention built only from a validated Slack user id."""
+    return f"<@{user_id}>" if _USER_ID.match(user_id or "") else escape_mrkdwn(user_id or "")
+
+
+def _fmt_date(d: date) -> str:
+    return f"{d.day} {d:%b %Y}"
+
+
+def _fmt_instant(instant: datetime, tz: ZoneInfo) -> str:
+    local = instant.astimezone(tz)
+    return f"{local.day} {local:%b %Y %H:%M}"
+
+
+def _due_phrase(case: Case, today: date) -> str:
+    if case.status == "resolved":
+        return _fmt_date(case.due_date)
+    left = days_left(case.due_date, today)
+    if left > 1:
+        return f"{_fmt_date(case.due_date)} ({left} days left)"
+    if left == 1:
+        return f"{_fmt_date(case.due_date)} (1 day left)"
+    if left == 0:
+        return f"{_fmt_date(case.due_date)} (due today)"
+    return f"{_fmt_date(case.due_date)} (:warning: overdue by {-left} day{'s' if left < -1 else ''})"
+
+
+def _requester(case: Case) -> str:
+    if case.requester_name and case.requester_email:
+        return f"{escape_mrkdwn(case.requester_name)} ({escape_mrkdwn(case.requester_email)})"
+    return escape_mrkdwn(case.requester_email or case.requester_name or "unknown sender")
+
+
+def case_metadata(case: Case) -> dict[str, object]:
+    """The `privacy_case` message metadata of INTERFACE.md for the case's root message."""
+    return {
+        "event_type": ROOT_EVENT_TYPE,
+        "event_payload": {
+            "case_ref": case.ref,
+            "message_id": case.message_id,
+            "kind": case.kind,
+            "status": case.status,
+            "due_date": case.due_date.isoformat(),
+            "assignee": case.assignee or "",
+        },
+    }
+
+
+def case_root_text(case: Case, *, today: date) -> str:
+    """The notification text of the root message (escaped; shown where blocks are not)."""
+    return escape_mrkdwn(
+        f"{case.ref} · {kind_label(case.kind)} · {STATUS_LABELS.get(case.status, case.status)} · "
+        f"due {_due_phrase(case, today)}"
+    )
+
+
+def case_root_blocks(case: Case, *, today: date, tz: ZoneInfo) -> list[dict[str, object]]:
+    """The root message of a case: reference, kind, requester, received, due date with days left,
+    status and assignee, with warnings (type to confirm, unreadable message) when they apply."""
+    other_labels = [kind_label(x) for x in case.labels if x != case.kind]
+    kind_text = kind_label(case.kind) + (f" + {', '.join(other_labels)}" if other_labels else "")
+    assignee = mention(case.assignee) if case.assignee else "_Unassigned_"
+    blocks: list[dict[str, object]] = [
+        {"type": "header", "text": _plain(f"{case.ref} · {kind_label(case.kind)}", HEADER_LIMIT)},
+        {
+            "type": "section",
+            "fields": [
+                _mrkdwn(f"*Requester*\n{_cut(_requester(case), 1900)}"),
+                _mrkdwn(f"*Kind*\n{kind_text}"),
+                _mrkdwn(f"*Received*\n{_fmt_instant(case.received_at, tz)}"),
+                _mrkdwn(f"*Due*\n{_due_phrase(case, today)}"),
+                _mrkdwn(f"*Status*\n{STATUS_LABELS.get(case.status, case.status)}"),
+                _mrkdwn(f"*Assignee*\n{assignee}"),
+            ],
+        },
+    ]
+    if case.subject:
+        blocks.append({"type": "context", "elements": [_plain(f"Subject: {_one_line(case.subject)}", 2000)]})
+    warnings = []
+    if case.unreadable:
+        warnings.append(":warning: The email could not be read as an email; the raw message is stored.")
+    if case.needs_review:
+        warnings.append(
+            f":grey_question: Please confirm the type: classified as {kind_label(case.kind)} "
+            f"with confidence {case.confidence:.2f}."
+        )
+    if warnings:
+        blocks.append({"type": "context", "elements": [_mrkdwn(w) for w in warnings]})
+    return blocks
+
+
+def email_metadata(case: Case, email: StoredEmail) -> dict[str, object]:
+    """Metadata of the thread reply that shows an email (lets a restart find it again)."""
+    return {
+        "event_type": EMAIL_EVENT_TYPE,
+        "event_payload": {"case_ref": case.ref, "message_id": email.message_id},
+    }
+
+
+def _size(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MB"
+    if n >= 1024:
+        return f"{n / 1024:.0f} KB"
+    return f"{n} B"
+
+
+def _text_sections(text: str, budget: int) -> tuple[list[dict[str, object]], int]:
+    """The email text as preformatted sections; returns the blocks and how many characters were cut."""
+    text = text.replace("```", "ʼʼʼ")
+    shown, cut = text[:budget], max(0, len(text) - budget)
+    blocks: list[dict[str, object]] = []
+    chunk_limit = SECTION_LIMIT - 40  # room for the fences and escaping growth, checked below
+    rest = shown
+    while rest and len(blocks) < 6:
+        piece = rest[:chunk_limit]
+        if len(rest) > chunk_limit and "\n" in piece[chunk_limit // 2 :]:
+            piece = piece[: piece.rindex("\n")]
+        escaped = escape_mrkdwn(piece)
+        while len(escaped) + 8 > SECTION_LIMIT:  # entities lengthen the text; shrink until it fits
+            piece = piece[: int(len(piece) * 0.9)]
+            escaped = escape_mrkdwn(piece)
+        blocks.append({"type": "section", "text": _mrkdwn(f"```{escaped}```")})
+        rest = rest[len(piece) :].lstrip("\n")
+    cut += len(rest)
+    return blocks, cut
+
+
+def email_reply(
+    email: StoredEmail, case: Case, *, tz: ZoneInfo, opening: bool
+) -> tuple[str, list[dict[str, object]]]:
+    """The thread reply showing an email: who sent it and when, subject, the new text (quoted
+    history folded away, long text cut with a note), attachments, and the classification."""
+    when = _fmt_instant(email.received_at, tz)
+    sender = escape_mrkdwn(
+        f"{email.from_name} ({email.from_addr})" if email.from_name and email.from_addr
+        else email.from_addr or email.from_name or "unknown sender"
+    )
+    if email.automated:
+        text = f"Automatic message received on {when} ({kind_label(email.kind)})"
+        reasons = "; ".join(email.reasons)[:500]
+        blocks: list[dict[str, object]] = [
+            {"type": "context", "elements": [
+                _mrkdwn(f":robot_face: *{kind_label(email.kind)}* received {when} from {sender}"),
+                _plain(f"Subject: {_one_line(email.subject)}" if email.subject else "(no subject)", 1000),
+                _plain(f"Recognised by: {reasons}" if reasons else "Recognised as machine traffic", 1000),
+            ]},
+        ]
+        return text, blocks
+
+    title = "Email that opened the case" if opening else "Follow-up email"
+    text = escape_mrkdwn(f"{title} · {case.ref} · received {when}")
+    blocks = [
+        {"type": "section", "text": _mrkdwn(f"*{title}* · received {when}\n*From:* {sender}")},
+        {"type": "context", "elements": [_plain(f"Subject: {_one_line(email.subject) or '(no subject)'}", 2000)]},
+    ]
+    requester = (case.requester_email or "").lower()
+    if not opening and requester and requester not in (email.from_addr.lower(), email.reply_to.lower()):
+        blocks.append({"type": "context", "elements": [
+            _mrkdwn(":warning: This follow-up does not come from the requester's address.")]})
+    if email.unreadable:
+        blocks.append({"type": "section", "text": _mrkdwn(
+            ":warning: *This message could not be read as an email.* The raw message is stored in the "
+            "database; what could be read is shown below.")})
+    body = email.new_text or ("" if email.quoted_text else email.body_text)
+    if body.strip():
+        sections, cut = _text_sections(body, EMAIL_TEXT_BUDGET)
+        blocks.extend(sections)
+        if cut:
+            blocks.append({"type": "context", "elements": [_plain(
+                f"Text cut here: {cut:,} more characters are stored with the case.")]})
+    else:
+        blocks.append({"type": "context", "elements": [_plain("(no text of its own)")]})
+    folded = []
+    if email.quoted_text.strip():
+        folded.append(f"quoted history ({email.quoted_text.count(chr(10)) + 1} lines)")
+    if email.signature.strip():
+        folded.append("signature")
+    if folded:
+        blocks.append({"type": "context", "elements": [_plain("Folded away: " + ", ".join(folded) + ".")]})
+    if email.attachments:
+        lines = [
+            f"• {escape_mrkdwn(str(a.get('filename', '?')))[:150]} "
+            f"({escape_mrkdwn(str(a.get('content_type', '?')))[:80]}, {_size(int(str(a.get('size', 0))))})"
+            for a in email.attachments[:20]
+        ]
+        more = len(email.attachments) - 20
+        if more > 0:
+            lines.append(f"… and {more} more")
+        blocks.append({"type": "section", "text": _mrkdwn("*Attachments* (not stored)\n" + "\n".join(lines))})
+    blocks.append({"type": "context", "elements": [_classification_line(email)]})
+    if email.reasons:
+        reasons = "; ".join(email.reasons)
+        blocks.append({"type": "context", "elements": [_plain(f"Why: {_cut(reasons, 1500)}", 2000)]})
+    if email.problems and not email.unreadable:
+        blocks.append({"type": "context", "elements": [_plain(
+            "Parser notes: " + _cut("; ".join(email.problems), 500), 1000)]})
+    return text, blocks[:50]
+
+
+def _classification_line(email: StoredEmail) -> dict[str, object]:
+    others = [kind_label(x) for x in email.labels if x != email.kind]
+    label = kind_label(email.kind) + (f" + {', '.join(others)}" if others else "")
+    return _mrkdwn(
+        f"Classified as *{label}* · confidence {email.confidence:.2f} · language {email.language}"
+    )
