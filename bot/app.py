@@ -19,6 +19,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
+from bot.errors import redacted
 from bot.settings import Settings
 from handlers.deadlines import Calendar
 from storage.store import Store
@@ -74,7 +75,7 @@ def create_app(settings: Settings, *, store: Store, client: AsyncWebClient) -> A
         # Error boundary for Slack listeners: a failing listener must not take the app down, and
         # the failure is logged once here with its type (never the payload: it holds user data).
         kind = body.get("type") if isinstance(body, dict) else None
-        logger.error("listener failed on a %s request: %s", kind or "Slack", type(error).__name__, exc_info=error)
+        logger.error("listener failed on a %s request: %s", kind or "Slack", redacted(error))
 
     handlers.register(app)
     return app

@@ -36,3 +36,12 @@ class TransitionError(StorageError):
 
 class MailboxError(PrivacyDeskError):
     """The mailbox cannot be used (folder missing, login refused...)."""
+
+
+def redacted(error: BaseException) -> str:
+    """An exception's type and stack, without its message (messages can quote email content
+    or personal data, which must not reach the logs)."""
+    import traceback
+
+    stack = "".join(traceback.format_tb(error.__traceback__)).rstrip()
+    return f"{type(error).__module__}.{type(error).__qualname__} (message withheld)\n{stack}"

@@ -33,7 +33,7 @@ from imapclient.exceptions import IMAPClientError
 from imapclient.imapclient import SocketTimeout
 
 from bot.backoff import Backoff, Outage
-from bot.errors import MailboxError, StorageError
+from bot.errors import MailboxError, StorageError, redacted
 from bot.settings import ImapSettings
 from handlers.intake import IncomingMessage, IntakeOutcome
 from storage.models import Cursor
@@ -126,7 +126,7 @@ class MailboxWatcher:
                 self.outage.failed(e)
             except Exception as e:  # e.g. the database went away: keep trying, never die silently
                 self.outage.failed(e)
-                logger.exception("mailbox watcher error")
+                logger.error("mailbox watcher error: %s", redacted(e))
             finally:
                 self.connected.clear()
                 self.idling.clear()
@@ -240,7 +240,7 @@ class MailboxWatcher:
         except Exception as e:
             if _is_storage_outage(e):
                 raise
-            logger.exception("uid %d could not be taken in normally; storing it raw and flagged", uid)
+            logger.error("uid %d could not be taken in normally; storing it raw and flagged: %s", uid, redacted(e))
             outcome = self._call(self.fallback(message, e))
         self.taken_in += 1
         if self.on_delivered is not None:

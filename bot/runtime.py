@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
 
 import aiohttp
@@ -26,7 +27,7 @@ from handlers.intake import IntakeOutcome, take_in, take_in_unparsed
 from handlers.publishing import SLACK_FAILURES, Publisher
 from storage.store import Store
 
-__all__ = ["run"]
+__all__ = ["build_watcher", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,22 +54,8 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None, handle_s
             if outcome.case_ref is not None:
                 publisher.notify_threadsafe(loop)
 
-        calendar = settings.calendar
+        watcher = build_watcher(settings, store, loop=loop, on_delivered=delivered)
         folder = settings.imap.folder
-
-        async def reset_cursor(name: str, uidvalidity: int, uidnext: int) -> None:
-            async with store.transaction() as tx:
-                await tx.reset_cursor(name, uidvalidity=uidvalidity, backfill_before_uid=uidnext)
-
-        watcher = MailboxWatcher(
-            settings.imap,
-            loop=loop,
-            deliver=lambda m: take_in(store, m, calendar=calendar),
-            fallback=lambda m, e: take_in_unparsed(store, m, e, calendar=calendar),
-            get_cursor=store.cursor,
-            reset_cursor=reset_cursor,
-            on_delivered=delivered,
-        )
         tasks: list[asyncio.Task[None]] = []
         try:
             connector = _SlackConnection(settings, app)
@@ -86,6 +73,31 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None, handle_s
                     await asyncio.wait_for(task, timeout=15)
     logger.info("stopped")
     return 0
+
+
+def build_watcher(
+    settings: Settings,
+    store: Store,
+    *,
+    loop: asyncio.AbstractEventLoop,
+    on_delivered: Callable[[IntakeOutcome], None] | None = None,
+) -> MailboxWatcher:
+    """The mailbox watcher wired to the intake use case and the store's cursor."""
+    calendar = settings.calendar
+
+    async def reset_cursor(folder: str, uidvalidity: int, uidnext: int) -> None:
+        async with store.transaction() as tx:
+            await tx.reset_cursor(folder, uidvalidity=uidvalidity, backfill_before_uid=uidnext)
+
+    return MailboxWatcher(
+        settings.imap,
+        loop=loop,
+        deliver=lambda m: take_in(store, m, calendar=calendar),
+        fallback=lambda m, e: take_in_unparsed(store, m, e, calendar=calendar),
+        get_cursor=store.cursor,
+        reset_cursor=reset_cursor,
+        on_delivered=on_delivered,
+    )
 
 
 class _SlackConnection:

@@ -25,6 +25,8 @@ from imapclient import IMAPClient
 
 __all__ = ["Dovecot", "MailUser", "dovecot_binary"]
 
+USERS = 300  # mailboxes prepared per server
+
 CONF = """\
 protocols = imap
 listen = 127.0.0.1
@@ -123,6 +125,7 @@ class Dovecot:
         self.imaps_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self._ids = itertools.count(1)
+        self._noidle_ids = itertools.count(1)
         if os.geteuid() == 0:
             pw = pwd.getpwnam("nobody")
             self.run_user, self.run_group = "nobody", grp.getgrgid(pw.pw_gid).gr_name
@@ -142,7 +145,7 @@ class Dovecot:
         (self.tmp / "home").mkdir()
         if os.geteuid() == 0:
             os.chown(self.tmp / "home", self.uid, self.gid)
-        (self.tmp / "passwd").write_text("")
+        self._add_users()
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
              "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(self.tmp / "key.pem"),
@@ -161,7 +164,7 @@ class Dovecot:
         if exe is None:
             raise RuntimeError("dovecot is not installed (apt-get install dovecot-imapd)")
         self.proc = subprocess.Popen([exe, "-c", str(self.tmp / "dovecot.conf"), "-F"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -174,17 +177,28 @@ class Dovecot:
                 time.sleep(0.02)
         raise RuntimeError("dovecot did not greet within 10 s: " + self.log())
 
+    def _add_users(self) -> None:
+        """Create the pool of test users before the first login (Dovecot re-reads the passwd
+        file at most once a second, so users added later could be missed)."""
+        lines = []
+        for n in range(1, USERS + 1):
+            for prefix, extra in (("user", ""), ("noidle", " userdb_imap_capability=IMAP4rev1")):
+                name = f"{prefix}{n}"
+                home = self.tmp / "home" / name
+                home.mkdir()
+                if os.geteuid() == 0:
+                    os.chown(home, self.uid, self.gid)
+                # nodelay: no auth-failure delay or penalty, so wrong-password tests stay fast
+                lines.append(f"{name}:{{PLAIN}}secret-{name}:{self.uid}:{self.gid}::{home}::nodelay=yes{extra}\n")
+        (self.tmp / "passwd").write_text("".join(lines))
+
     def new_user(self, *, idle: bool = True) -> MailUser:
         """A fresh, empty mailbox with its own login; `idle=False` hides the IDLE capability
         from this user's sessions (to exercise polling)."""
-        name = f"user{next(self._ids)}"
-        home = self.tmp / "home" / name
-        home.mkdir()
-        if os.geteuid() == 0:
-            os.chown(home, self.uid, self.gid)
-        with open(self.tmp / "passwd", "a") as f:
-            extra = "" if idle else "userdb_imap_capability=IMAP4rev1"
-            f.write(f"{name}:{{PLAIN}}secret-{name}:{self.uid}:{self.gid}::{home}::{extra}\n")
+        n = next(self._ids) if idle else next(self._noidle_ids)
+        if n > USERS:
+            raise RuntimeError(f"more than {USERS} test mailboxes requested from one Dovecot")
+        name = f"user{n}" if idle else f"noidle{n}"
         return MailUser(self, name, f"secret-{name}")
 
     def log(self) -> str:
@@ -194,10 +208,14 @@ class Dovecot:
         except OSError:
             return ""
 
-    def stop_server(self) -> None:
-        """Stop the server but keep its files (to simulate an outage; `restart_server` brings it back)."""
+    def stop_server(self, *, crash: bool = False) -> None:
+        """Stop the server but keep its files; `crash=True` kills it as an outage would (its
+        children exit by themselves; a clean SIGTERM waits for open sessions to end)."""
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            if crash:  # the master and every session process at once
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            else:
+                self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
