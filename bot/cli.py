@@ -66,6 +66,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
+_QUIET_LIBRARIES = ("slack_sdk", "slack_bolt", "imapclient", "aiosqlite", "asyncio", "aiohttp")
+
+
+class _RepeatFilter(logging.Filter):
+    """Lets a library's message through once per `window` seconds: Slack's Socket Mode client
+    logs an error on every reconnect attempt, and an outage must be logged once, not per attempt."""
+
+    def __init__(self, window: float = 600.0) -> None:
+        super().__init__()
+        self.window = window
+        self.last: dict[tuple[str, object], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(_QUIET_LIBRARIES):
+            return True
+        key = (record.name, record.msg if isinstance(record.msg, str) else type(record.msg))
+        if isinstance(record.msg, str) and len(record.msg) > 60:
+            key = (record.name, record.msg[:60])
+        now = record.created
+        if now - self.last.get(key, -self.window) < self.window:
+            return False
+        self.last[key] = now
+        return True
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
@@ -73,8 +98,11 @@ def _configure_logging(level: str) -> None:
         stream=sys.stderr,
     )
     # Libraries log request bodies at DEBUG; those hold personal data. Keep them quiet.
-    for name in ("slack_sdk", "slack_bolt", "imapclient", "aiosqlite", "asyncio"):
+    for name in _QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    repeats = _RepeatFilter()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(repeats)
 
 
 def _run(environ: dict[str, str], http_port: int | None) -> int:

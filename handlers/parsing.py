@@ -492,7 +492,7 @@ def parse_email(raw: bytes) -> InboundEmail:
         signature=parts.signature,
         forwarded=parts.forwarded,
         html_only=html_only,
-        attachments=tuple(body.attachments[:100]),
+        attachments=tuple(body.attachments[:1000]),
         headers=tuple(headers),
         problems=tuple(problems),
         unreadable=False,

@@ -151,10 +151,11 @@ class Publisher:
         logger.info("case %s posted to Slack", case.ref)
 
     async def _find_root(self, case: Case) -> str | None:
-        """The ts of a root already carrying this case's metadata, searched from just before the
-        first attempt (Slack keeps `metadata` out of history unless asked to include it)."""
+        """The ts of a root already carrying this case's metadata, searched from an hour before the
+        first attempt (a margin for clock skew; Slack keeps `metadata` out of history unless asked
+        to include it)."""
         assert case.root_post_started_at is not None
-        oldest = (case.root_post_started_at - timedelta(minutes=5)).timestamp()
+        oldest = (case.root_post_started_at - timedelta(hours=1)).timestamp()
         cursor = None
         for _ in range(20):  # at most 20 pages of 200
             resp = await self.client.conversations_history(

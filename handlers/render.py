@@ -1,9 +1,9 @@
 """Block Kit for cases and emails, built as plain dicts from stored records (pure functions).
 
-Every piece of text that came from an email is escaped for mrkdwn (`&`, `<`, `>`), so a sender
-cannot inject mentions (`<!channel>`, `<@U…>`), links or dates; it is shown in `plain_text` or
-`verbatim` mrkdwn objects, and every string is cut to Slack's limits (3000 characters per
-section, 150 per header, 50 blocks per message).
+Every piece of text that came from an email is escaped (`&`, `<`, `>`), in `plain_text` objects as
+well as in `verbatim` mrkdwn ones, so a sender cannot inject mentions (`<!channel>`, `<@U…>`),
+links or dates; every string is cut to Slack's limits (3000 characters per section, 150 per
+header, 50 blocks per message).
 """
 
 from __future__ import annotations
@@ -68,7 +68,11 @@ def _one_line(text: str) -> str:
 
 
 def _plain(text: str, limit: int = SECTION_LIMIT) -> dict[str, object]:
-    return {"type": "plain_text", "text": _cut(text or " ", limit), "emoji": False}
+    """A plain_text object; its text is escaped too (Slack reads &, < and > as entities everywhere)."""
+    escaped = _cut(escape_mrkdwn(text or " "), limit)
+    if escaped.endswith("…"):
+        escaped = re.sub(r"&[a-z]{0,3}…$", "…", escaped)  # never cut an entity in half
+    return {"type": "plain_text", "text": escaped, "emoji": False}
 
 
 def _mrkdwn(text: str) -> dict[str, object]:
@@ -189,7 +193,8 @@ def _size(n: int) -> str:
 
 
 def _text_sections(text: str, budget: int) -> tuple[list[dict[str, object]], int]:
-    """The email text as preformatted sections; returns the blocks and how many characters were cut."""
+    """The email text as preformatted, escaped sections; returns the blocks and how many
+    characters were cut."""
     text = text.replace("```", "ʼʼʼ")
     shown, cut = text[:budget], max(0, len(text) - budget)
     blocks: list[dict[str, object]] = []

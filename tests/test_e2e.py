@@ -1,0 +1,193 @@
+"""`privacy-desk run` as its users run it: a subprocess against a real Dovecot and the Slack stand-in.
+
+Covers delivery to one root per case with the INTERFACE.md metadata, follow-ups in the thread,
+machine traffic ignored, a clean SIGTERM, no duplicates after a restart, and no duplicates after
+a SIGKILL between Slack storing a root and the product saving its ts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CHANNEL, FIXTURES, ROOT, wait_until
+from tests.support.dovecot import MailUser
+from tests.support.slack_standin import SlackStandIn
+
+pytestmark = pytest.mark.slow
+
+EMAILS = FIXTURES / "emails"
+#: personal data in the fixtures that must never reach the product's log
+PERSONAL = ("marie.dubois", "Marie Dubois", "jerome.lefevre", "Lefèvre", "copy of the personal data",
+            "supprimer mon compte", "mallory@example.com", "jo.peeters")
+
+
+class Product:
+    """One `privacy-desk run` process."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=self.env, cwd=self.log.parent,
+                                         stdout=out, stderr=subprocess.STDOUT)
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        with __import__("contextlib").suppress(ProcessLookupError):
+            self.proc.send_signal(sig)
+
+    async def wait(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        return await asyncio.wait_for(asyncio.to_thread(self.proc.wait), timeout)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def env(product_env: dict[str, str], subprocess_env: dict[str, str]) -> dict[str, str]:
+    return {**subprocess_env, **product_env, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "DEBUG"}
+
+
+@pytest.fixture
+def product(env: dict[str, str], tmp_path: Path) -> Iterator[Product]:
+    p = Product(env, tmp_path / "product.log")
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+@asynccontextmanager
+async def running(product: Product, slack: SlackStandIn) -> AsyncIterator[Product]:
+    before = slack.connection_count
+    product.start()
+    await slack.wait_for_socket(timeout=30, after=before)
+    yield product
+
+
+async def deliver(mailbox: MailUser, *names: str) -> None:
+    for name in names:
+        await asyncio.to_thread(mailbox.append, (EMAILS / name).read_bytes())
+
+
+def root_ids(slack: SlackStandIn) -> list[str]:
+    return [r["metadata"]["event_payload"]["message_id"] for r in slack.roots(CHANNEL)]
+
+
+async def test_mail_to_slack_end_to_end_with_restart(
+    product: Product, slack: SlackStandIn, mailbox: MailUser, env: dict[str, str]
+) -> None:
+    async with running(product, slack):
+        await deliver(mailbox, "access-short-en.eml", "vacation-auto-reply.eml", "erasure-fr-qp.eml",
+                      "bounce-dsn.eml", "injection-html.eml", "outlook-binary.msg")
+        await wait_until(lambda: len(slack.roots(CHANNEL)) == 4, 20)
+        await deliver(mailbox, "followup-reply.eml")
+        first = slack.roots(CHANNEL)[0]
+        await wait_until(lambda: len(slack.replies(first["ts"])) == 2, 20)
+        product.signal(signal.SIGTERM)
+        assert await product.wait(30) == 0
+
+    assert root_ids(slack)[:3] == ["<short-access-1@example.org>", "<erasure-fr-1@example.net>",
+                                   "<inject-1@example.com>"]
+    payloads = [r["metadata"]["event_payload"] for r in slack.roots(CHANNEL)]
+    assert [p["case_ref"] for p in payloads] == [f"PRIV-2026-{n:04d}" for n in range(1, 5)]
+    assert all(set(p) == {"case_ref", "message_id", "kind", "status", "due_date", "assignee"} for p in payloads)
+    assert all(p["status"] == "new" and p["assignee"] == "" for p in payloads)
+    for root in slack.roots(CHANNEL):
+        assert slack.replies(root["ts"]), "every root has the email in its thread"
+
+    # restart: nothing is posted again; new mail still opens a case
+    posts = len(slack.calls_to("chat.postMessage"))
+    async with running(product, slack):
+        await asyncio.sleep(2)
+        assert len(slack.calls_to("chat.postMessage")) == posts
+        await deliver(mailbox, "no-message-id.eml")
+        await wait_until(lambda: len(slack.roots(CHANNEL)) == 5, 20)
+        product.signal(signal.SIGINT)
+        assert await product.wait(30) == 0
+
+    database = Path(env["DATABASE_PATH"])
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT COUNT(*) FROM emails").fetchone()[0] == 8
+        assert db.execute("SELECT COUNT(*) FROM cases").fetchone()[0] == 5
+    log = product.log.read_text(encoding="utf-8", errors="replace")
+    for secret in ("xoxb-test-token", "xapp-test-token", mailbox.password):
+        assert secret not in log
+    for personal in PERSONAL:
+        assert personal not in log, f"personal data in the log: {personal!r}"
+    assert "PRIV-2026-0001" in log  # logs name case references instead
+
+
+async def test_no_duplicate_after_a_kill_between_posting_and_saving(
+    product: Product, slack: SlackStandIn, mailbox: MailUser
+) -> None:
+    killed: list[str] = []
+
+    def kill_once(message: dict[str, object]) -> None:
+        metadata = message.get("metadata") or {}
+        if isinstance(metadata, dict) and metadata.get("event_type") == "privacy_case" and not killed:
+            killed.append(str(message["ts"]))
+            product.signal(signal.SIGKILL)  # Slack has the root; the product never hears back
+
+    slack.on_message_posted = kill_once
+    async with running(product, slack):
+        await deliver(mailbox, "access-short-en.eml", "erasure-fr-qp.eml")
+        await wait_until(lambda: killed, 20)
+        assert await product.wait(10) == -signal.SIGKILL
+    slack.on_message_posted = None
+    async with running(product, slack):
+        await wait_until(lambda: len(slack.roots(CHANNEL)) == 2 and all(
+            slack.replies(r["ts"]) for r in slack.roots(CHANNEL)), 30)
+        await asyncio.sleep(1)
+        product.signal(signal.SIGTERM)
+        assert await product.wait(30) == 0
+    assert sorted(root_ids(slack)) == ["<erasure-fr-1@example.net>", "<short-access-1@example.org>"]
+    assert slack.roots(CHANNEL)[0]["ts"] == killed[0]
+    assert all(len(slack.replies(r["ts"])) == 1 for r in slack.roots(CHANNEL))
+
+
+async def test_mail_that_arrives_while_slack_is_down_is_posted_later(
+    product: Product, slack: SlackStandIn, mailbox: MailUser
+) -> None:
+    async with running(product, slack):
+        slack.faults(down=True)
+        await deliver(mailbox, "access-short-en.eml")
+        await asyncio.sleep(6)  # longer than slack-sdk's own retries: the publisher's backoff takes over
+        assert slack.roots(CHANNEL) == []
+        slack.faults(down=False)
+        await wait_until(lambda: len(slack.roots(CHANNEL)) == 1, 60)
+        product.signal(signal.SIGTERM)
+        assert await product.wait(30) == 0
+    log = product.log.read_text()
+    assert log.count("Slack unavailable") == 1
+    assert log.count("Slack available again") == 1
+
+
+async def test_configuration_errors_exit_2_naming_the_setting(env: dict[str, str], tmp_path: Path) -> None:
+    broken = {k: v for k, v in env.items() if k != "IMAP_HOST"}
+    out = subprocess.run([sys.executable, "-m", "bot", "run"], env=broken, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2
+    assert "IMAP_HOST" in out.stderr
+    assert env["SLACK_BOT_TOKEN"] not in out.stderr + out.stdout

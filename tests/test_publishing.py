@@ -1,0 +1,249 @@
+"""Posting cases to the Slack stand-in: roots with metadata, thread replies, escaping, 429s,
+outages and the crash between "Slack stored it" and "we saved the ts"."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.app import build_client
+from bot.backoff import Backoff
+from bot.settings import Settings
+from handlers.deadlines import Calendar
+from handlers.intake import IncomingMessage, take_in
+from handlers.publishing import Publisher
+from storage.store import Store
+from tests.conftest import CHANNEL, FIXTURES, wait_until
+from tests.support.slack_standin import SlackStandIn
+
+CALENDAR = Calendar()
+NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+
+
+async def seed(store: Store, *names: str) -> None:
+    """Take fixture emails in, as the mailbox would deliver them."""
+    async with store.transaction() as tx:
+        if await tx.cursor("INBOX") is None:
+            await tx.reset_cursor("INBOX", uidvalidity=1, backfill_before_uid=1)
+    cursor = await store.cursor("INBOX")
+    assert cursor is not None
+    for uid, name in enumerate(names, start=cursor.last_uid + 1):
+        raw = (FIXTURES / "emails" / name).read_bytes()
+        await take_in(store, IncomingMessage(raw, "INBOX", 1, uid, NOW), calendar=CALENDAR, now=NOW)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[AsyncWebClient]:
+    yield build_client(settings)
+
+
+def publisher(store: Store, client: AsyncWebClient, *, now: datetime = NOW) -> Publisher:
+    return Publisher(store, client, channel=CHANNEL, calendar=CALENDAR, clock=lambda: now, idle_interval=0.05,
+                     backoff=Backoff(base=0.05, cap=0.2))
+
+
+@contextlib.asynccontextmanager
+async def running(pub: Publisher) -> AsyncIterator[asyncio.Event]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(pub.run(stop))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_each_case_gets_one_root_with_metadata_and_a_thread_reply(
+    store: Store, client: AsyncWebClient, slack: SlackStandIn
+) -> None:
+    await seed(store, "access-short-en.eml", "erasure-fr-qp.eml", "followup-reply.eml", "bounce-dsn.eml")
+    pub = publisher(store, client)
+    while await pub.publish_pending():
+        pass
+    roots = slack.roots(CHANNEL)
+    assert [r["metadata"] for r in roots] == [
+        {"event_type": "privacy_case", "event_payload": {
+            "case_ref": "PRIV-2026-0001", "message_id": "<short-access-1@example.org>", "kind": "access",
+            "status": "new", "due_date": "2026-12-28", "assignee": ""}},
+        {"event_type": "privacy_case", "event_payload": {
+            "case_ref": "PRIV-2026-0002", "message_id": "<erasure-fr-1@example.net>", "kind": "erasure",
+            "status": "new", "due_date": "2026-12-28", "assignee": ""}},
+    ]
+    assert [len(slack.replies(r["ts"])) for r in roots] == [2, 1]  # opening email + follow-up; one email
+    for call in slack.calls_to("chat.postMessage"):
+        assert call["args"]["unfurl_links"] in (False, "false", "0", 0)
+        assert call["args"]["unfurl_media"] in (False, "false", "0", 0)
+    root_text = json.dumps(roots[0]["blocks"])
+    for shown in ("PRIV-2026-0001", "Marie Dubois", "marie.dubois@example.org", "28 Dec 2026 (33 days left)",
+                  "New", "Unassigned", "Access (art. 15)"):
+        assert shown in root_text
+    case = await store.case(ref="PRIV-2026-0001")
+    assert case is not None and case.slack_root_ts == roots[0]["ts"] and case.slack_channel == CHANNEL
+
+
+async def test_sender_text_cannot_inject_mentions_links_or_formatting(
+    store: Store, client: AsyncWebClient, slack: SlackStandIn
+) -> None:
+    await seed(store, "injection-html.eml")
+    pub = publisher(store, client)
+    while await pub.publish_pending():
+        pass
+    messages = [m for m in slack.messages if m["channel"] == CHANNEL]
+    assert len(messages) == 2
+    for m in messages:
+        everything = json.dumps([m["text"], m["blocks"]], ensure_ascii=False)
+        for forbidden in ("<!channel>", "<!here>", "<@U0ADMIN>", "<https://evil.example|"):
+            assert forbidden not in everything
+        assert "&lt;!channel&gt;" in everything or "&lt;!here&gt;" in everything or m is messages[0]
+    reply = json.dumps(messages[1]["blocks"], ensure_ascii=False)
+    assert "&lt;!here&gt; Please delete my data &amp; account" in reply
+    assert "alert(1)" not in reply  # scripts dropped from the HTML
+
+
+async def test_rate_limits_delay_posts_but_never_duplicate_them(
+    store: Store, client: AsyncWebClient, slack: SlackStandIn
+) -> None:
+    slack.faults(rate_limit_every=2, retry_after=0)
+    await seed(store, "access-short-en.eml", "erasure-fr-qp.eml", "no-message-id.eml", "injection-html.eml")
+    async with running(publisher(store, client)):
+        await wait_until(lambda: len(slack.roots(CHANNEL)) == 4 and all(
+            slack.replies(r["ts"]) for r in slack.roots(CHANNEL)), 20)
+        await asyncio.sleep(0.2)
+    assert any(c["fault"] == 429 for c in slack.calls)
+    refs = [r["metadata"]["event_payload"]["case_ref"] for r in slack.roots(CHANNEL)]
+    assert sorted(refs) == ["PRIV-2026-0001", "PRIV-2026-0002", "PRIV-2026-0003", "PRIV-2026-0004"]
+    assert all(len(slack.replies(r["ts"])) == 1 for r in slack.roots(CHANNEL))
+
+
+async def test_an_outage_delays_posting_and_is_logged_once(
+    store: Store, client: AsyncWebClient, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="handlers.publishing")
+    await seed(store, "access-short-en.eml")
+    slack.faults(down=True)
+    pub = publisher(store, client)
+    async with running(pub):
+        await wait_until(lambda: pub.outage.failures >= 3, 20)
+        assert slack.roots(CHANNEL) == []
+        slack.faults(down=False)
+        await wait_until(lambda: len(slack.roots(CHANNEL)) == 1, 20)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("Slack unavailable" in m for m in messages) == 1
+    assert sum("available again" in m for m in messages) == 1
+
+
+async def test_a_root_posted_just_before_a_crash_is_found_not_reposted(
+    store: Store, client: AsyncWebClient, slack: SlackStandIn
+) -> None:
+    await seed(store, "access-short-en.eml")
+    now = datetime.now(UTC)  # the history search compares our clock with Slack's timestamps
+    first = publisher(store, client, now=now)
+
+    crashed = asyncio.Event()
+
+    def crash(message: dict[str, object]) -> None:
+        # Slack has stored the root; the process dies before the answer arrives
+        crashed.set()
+        raise_in.cancel()
+
+    slack.on_message_posted = crash
+    raise_in = asyncio.create_task(first.publish_pending())
+    with contextlib.suppress(asyncio.CancelledError):
+        await raise_in
+    assert crashed.is_set()
+    slack.on_message_posted = None
+    case = await store.case(ref="PRIV-2026-0001")
+    assert case is not None and case.slack_root_ts is None and case.root_post_started_at is not None
+
+    second = publisher(store, client, now=now)  # "after the restart"
+    while await second.publish_pending():
+        pass
+    roots = slack.roots(CHANNEL)
+    assert len(roots) == 1
+    case = await store.case(ref="PRIV-2026-0001")
+    assert case is not None and case.slack_root_ts == roots[0]["ts"]
+    assert len(slack.replies(roots[0]["ts"])) == 1
+    history = slack.calls_to("conversations.history")
+    assert history and history[-1]["args"].get("include_all_metadata") in (True, "true", "1", 1)
+
+
+async def test_a_thread_reply_posted_just_before_a_crash_is_found_not_reposted(
+    store: Store, client: AsyncWebClient, slack: SlackStandIn
+) -> None:
+    await seed(store, "access-short-en.eml")
+    pub = publisher(store, client)
+    case = (await store.cases_without_root())[0]
+    await pub.post_root(case)
+
+    def crash(message: dict[str, object]) -> None:
+        if message.get("thread_ts"):
+            attempt.cancel()
+
+    slack.on_message_posted = crash
+    attempt = asyncio.create_task(pub.publish_pending())
+    with contextlib.suppress(asyncio.CancelledError):
+        await attempt
+    slack.on_message_posted = None
+    while await publisher(store, client).publish_pending():
+        pass
+    root = slack.roots(CHANNEL)[0]
+    assert len(slack.replies(root["ts"])) == 1
+
+
+async def test_roots_are_rerendered_when_a_case_changes_and_each_day(
+    store: Store, client: AsyncWebClient, slack: SlackStandIn
+) -> None:
+    await seed(store, "access-short-en.eml")
+    pub = publisher(store, client)
+    while await pub.publish_pending():
+        pass
+    assert slack.calls_to("chat.update") == []
+    case = await store.case(ref="PRIV-2026-0001")
+    assert case is not None
+    async with store.transaction() as tx:
+        await tx.touch_case(case.id)
+    while await pub.publish_pending():
+        pass
+    assert len(slack.calls_to("chat.update")) == 1
+    tomorrow = publisher(store, client, now=NOW + timedelta(days=1))
+    while await tomorrow.publish_pending():
+        pass
+    updates = slack.calls_to("chat.update")
+    assert len(updates) == 2
+    root = slack.roots(CHANNEL)[0]
+    assert "32 days left" in json.dumps(root["blocks"])
+    assert root["metadata"]["event_payload"]["case_ref"] == "PRIV-2026-0001"
+
+
+async def test_long_and_odd_emails_still_fit_slack_limits(
+    store: Store, client: AsyncWebClient, slack: SlackStandIn
+) -> None:
+    from email.message import EmailMessage
+
+    m = EmailMessage()
+    m["From"] = "Long Writer <long@example.org>"
+    m["To"] = "privacy@imal.example"
+    m["Subject"] = "Please delete " + "very " * 100 + "long subject"
+    m["Message-ID"] = "<long-1@example.org>"
+    m.set_content(("<" * 10 + " please delete my data & account " + "`" * 6 + "\n") * 3000)
+    for n in range(120):
+        m.add_attachment(b"x" * n, maintype="application", subtype="pdf", filename=f"doc-{n}-<b>.pdf")
+    async with store.transaction() as tx:
+        await tx.reset_cursor("INBOX", uidvalidity=1, backfill_before_uid=1)
+    await take_in(store, IncomingMessage(m.as_bytes(), "INBOX", 1, 1, NOW), calendar=CALENDAR, now=NOW)
+    pub = publisher(store, client)
+    while await pub.publish_pending():
+        pass
+    root = slack.roots(CHANNEL)[0]
+    [reply] = slack.replies(root["ts"])
+    assert not [c for c in slack.calls if c["error"]]
+    text = json.dumps(reply["blocks"])
+    assert "more characters are stored with the case" in text
+    assert "and 100 more" in text
