@@ -58,14 +58,21 @@ def request(n: int) -> bytes:
 def start_product(mailbox: MailUser, slack: SlackStandIn, workdir: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "IMAP_", "SMTP_"))}
     env.update(mailbox.env())
-    env.update({
-        "SLACK_BOT_TOKEN": slack.bot_token, "SLACK_APP_TOKEN": slack.app_token, "SLACK_CHANNEL_ID": CHANNEL,
-        "SLACK_API_URL": slack.base_url, "DATABASE_PATH": str(workdir / "bench.sqlite3"),
-        "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING",
-    })
+    env.update(
+        {
+            "SLACK_BOT_TOKEN": slack.bot_token,
+            "SLACK_APP_TOKEN": slack.app_token,
+            "SLACK_CHANNEL_ID": CHANNEL,
+            "SLACK_API_URL": slack.base_url,
+            "DATABASE_PATH": str(workdir / "bench.sqlite3"),
+            "PYTHONPATH": str(ROOT),
+            "LOG_LEVEL": "WARNING",
+        }
+    )
     log = open(workdir / "product.log", "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=workdir, stdout=log,
-                            stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
+    )
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -113,8 +120,10 @@ async def latency(n: int) -> None:
                 await asyncio.to_thread(product.wait, 30)
         samples_ms = sorted(s * 1000 for s in samples)
         print(f"delivery-to-root latency with IDLE over {n} messages, one at a time:")
-        print(f"  median {statistics.median(samples_ms):.0f} ms, worst {max(samples_ms):.0f} ms, "
-              f"best {min(samples_ms):.0f} ms")
+        print(
+            f"  median {statistics.median(samples_ms):.0f} ms, worst {max(samples_ms):.0f} ms, "
+            f"best {min(samples_ms):.0f} ms"
+        )
         print("  (Dovecot batches IDLE notifications for about 0.5 s; that is most of the figure)")
     finally:
         dovecot.stop()
@@ -149,7 +158,8 @@ async def backlog(n: int) -> None:
                 t_stored = await wait_for(lambda: stored() >= n, 600, 0.05)
                 t_roots = await wait_for(lambda: len(slack.roots(CHANNEL)) >= n, 600, 0.05)
                 t_replies = await wait_for(
-                    lambda: sum(1 for m in slack.messages if m["thread_ts"]) >= n, 600, 0.05)
+                    lambda: sum(1 for m in slack.messages if m["thread_ts"]) >= n, 600, 0.05
+                )
                 rss = peak_rss_mb(product.pid)
             finally:
                 product.send_signal(signal.SIGTERM)
@@ -166,7 +176,9 @@ async def backlog(n: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("what", choices=("latency", "backlog"))
     parser.add_argument("--messages", type=int)
     args = parser.parse_args()

@@ -66,12 +66,12 @@ def create_app(settings: Settings, *, store: Store, client: AsyncWebClient) -> A
     desk = Desk(settings=settings, store=store, calendar=settings.calendar)
 
     @app.middleware
-    async def inject_desk(context, next):  # type: ignore[no-untyped-def]
+    async def inject_desk(context, next):
         context["desk"] = desk
         await next()
 
     @app.error
-    async def on_error(error, body, logger):  # type: ignore[no-untyped-def]
+    async def on_error(error, body, logger):
         # Error boundary for Slack listeners: a failing listener must not take the app down, and
         # the failure is logged once here with its type (never the payload: it holds user data).
         kind = body.get("type") if isinstance(body, dict) else None

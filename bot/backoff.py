@@ -37,7 +37,9 @@ class Backoff:
 class Outage:
     """Logs an outage once when it starts and once when it ends, not once per attempt."""
 
-    def __init__(self, what: str, logger: logging.Logger, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, what: str, logger: logging.Logger, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.what = what
         self.logger = logger
         self.clock = clock
@@ -61,7 +63,9 @@ class Outage:
         if self.since is not None:
             self.logger.warning(
                 "%s available again after %.0f s and %d failed attempts",
-                self.what, self.clock() - self.since, self.failures,
+                self.what,
+                self.clock() - self.since,
+                self.failures,
             )
         self.since = None
         self.failures = 0

@@ -25,7 +25,9 @@ logger = logging.getLogger("privacy_desk")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="privacy-desk", description="Privacy requests from mailbox to Slack.")
+    parser = argparse.ArgumentParser(
+        prog="privacy-desk", description="Privacy requests from mailbox to Slack."
+    )
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING or ERROR")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -33,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--http", metavar="PORT", type=int, help="serve Slack's HTTP requests on PORT instead")
 
     deadline = sub.add_parser("deadline", help="print the due date of a request received at an instant")
-    deadline.add_argument("received_at", metavar="RECEIVED_AT", help="ISO-8601 instant, e.g. 2026-03-05T10:00:00Z")
+    deadline.add_argument(
+        "received_at", metavar="RECEIVED_AT", help="ISO-8601 instant, e.g. 2026-03-05T10:00:00Z"
+    )
     deadline.add_argument("--kind", choices=("gdpr", "complaint"), default="gdpr")
     deadline.add_argument("--extended", action="store_true", help="the extended (three-month) deadline")
 
@@ -142,7 +146,9 @@ def _classify(args: argparse.Namespace) -> int:
             print(json.dumps({"file": name, **result.as_dict()}, ensure_ascii=False))
         else:
             labels = ",".join(result.labels)
-            print(f"{name}: {result.kind} [{labels}] confidence={result.confidence:.2f} language={result.language}")
+            print(
+                f"{name}: {result.kind} [{labels}] confidence={result.confidence:.2f} language={result.language}"
+            )
     return status
 
 

@@ -18,6 +18,7 @@ last UID) therefore never runs ahead of what is stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import ssl
@@ -173,8 +174,11 @@ class MailboxWatcher:
             logger.info("first start on this folder: %d message(s) already there", uidnext - 1)
             self._call(self.reset_cursor(folder, uidvalidity, uidnext))
         elif cursor.uidvalidity != uidvalidity:
-            logger.warning("UIDVALIDITY changed (%d -> %d): re-syncing, duplicates skipped by Message-ID",
-                           cursor.uidvalidity, uidvalidity)
+            logger.warning(
+                "UIDVALIDITY changed (%d -> %d): re-syncing, duplicates skipped by Message-ID",
+                cursor.uidvalidity,
+                uidvalidity,
+            )
             self._call(self.reset_cursor(folder, uidvalidity, uidnext))
         self._sync(client)
         if client.has_capability("IDLE"):
@@ -188,7 +192,9 @@ class MailboxWatcher:
         while not self._stop.is_set():
             cursor = self._call(self.get_cursor(folder))
             assert cursor is not None
-            uids = sorted(u for u in client.search(["UID", f"{cursor.last_uid + 1}:*"]) if u > cursor.last_uid)
+            uids = sorted(
+                u for u in client.search(["UID", f"{cursor.last_uid + 1}:*"]) if u > cursor.last_uid
+            )
             if not uids:
                 return
             for batch in self._batches(client, uids):
@@ -230,8 +236,14 @@ class MailboxWatcher:
         historical = uid < cursor.backfill_before_uid and arrived < self.clock() - timedelta(
             days=self.settings.backfill_days
         )
-        message = IncomingMessage(raw=raw, folder=cursor.folder, uidvalidity=cursor.uidvalidity, uid=uid,
-                                  arrived_at=arrived, historical=historical)
+        message = IncomingMessage(
+            raw=raw,
+            folder=cursor.folder,
+            uidvalidity=cursor.uidvalidity,
+            uid=uid,
+            arrived_at=arrived,
+            historical=historical,
+        )
         # Error boundary: one bad email must not stop the mailbox. Its intake failed for a reason
         # of its own (not the database: that raises out of `fallback` too and we retry later),
         # so it is stored raw and flagged instead.
@@ -240,7 +252,9 @@ class MailboxWatcher:
         except Exception as e:
             if _is_storage_outage(e):
                 raise
-            logger.error("uid %d could not be taken in normally; storing it raw and flagged: %s", uid, redacted(e))
+            logger.error(
+                "uid %d could not be taken in normally; storing it raw and flagged: %s", uid, redacted(e)
+            )
             outcome = self._call(self.fallback(message, e))
         self.taken_in += 1
         if self.on_delivered is not None:
@@ -285,8 +299,5 @@ def _is_storage_outage(error: BaseException) -> bool:
 
 
 def _close(client: IMAPClient) -> None:
-    try:
+    with contextlib.suppress(OSError, IMAPClientError):
         client.shutdown()
-    except (OSError, IMAPClientError):
-        pass
-

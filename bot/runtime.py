@@ -139,11 +139,10 @@ class _SlackConnection:
         web_app = self.app.web_app(path="/slack/events", port=self.settings.slack.port)
         runner = web.AppRunner(web_app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host="0.0.0.0", port=self.settings.slack.port)  # noqa: S104
+        site = web.TCPSite(runner, host="0.0.0.0", port=self.settings.slack.port)
         await site.start()
         logger.info("serving Slack requests on port %d at /slack/events", self.settings.slack.port)
         try:
             await stop.wait()
         finally:
             await runner.cleanup()
-

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
@@ -67,7 +68,7 @@ class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
 
-    def str(self, name: str, default: str | None = None) -> str:
+    def text(self, name: str, default: str | None = None) -> str:
         value = (self.env.get(name) or "").strip()
         if value:
             return value
@@ -79,7 +80,7 @@ class _Reader:
         value = (self.env.get(name) or "").strip()
         return value or None
 
-    def int(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    def integer(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
         raw = self.optional(name)
         if raw is None:
             return default
@@ -92,7 +93,7 @@ class _Reader:
             raise ConfigError(name, f"must be {bounds}, got {value}")
         return value
 
-    def bool(self, name: str, default: bool) -> bool:
+    def flag(self, name: str, default: bool) -> bool:
         raw = self.optional(name)
         if raw is None:
             return default
@@ -103,7 +104,7 @@ class _Reader:
         raise ConfigError(name, f"must be true or false, got {raw!r}")
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self.str(name, default).lower()
+        value = self.text(name, default).lower()
         if value not in choices:
             raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
         return value
@@ -186,23 +187,24 @@ class Settings:
         r = _Reader(environ)
         calendar = calendar_from_env(environ)
         mode = "http" if http_port is not None else r.choice("SLACK_MODE", "socket", ("socket", "http"))
-        bot_token = r.str("SLACK_BOT_TOKEN")
+        bot_token = r.text("SLACK_BOT_TOKEN")
         if not bot_token.startswith("xoxb-"):
             raise ConfigError("SLACK_BOT_TOKEN", "must be a bot token starting with xoxb-")
         app_token = r.optional("SLACK_APP_TOKEN")
         if mode == "socket":
-            app_token = r.str("SLACK_APP_TOKEN")
+            app_token = r.text("SLACK_APP_TOKEN")
             if not app_token.startswith("xapp-"):
                 raise ConfigError("SLACK_APP_TOKEN", "must be an app-level token starting with xapp-")
         signing_secret = r.optional("SLACK_SIGNING_SECRET")
         if mode == "http" and not signing_secret:
             raise ConfigError("SLACK_SIGNING_SECRET", "is required in HTTP mode")
-        channel = r.str("SLACK_CHANNEL_ID")
+        channel = r.text("SLACK_CHANNEL_ID")
         if not re.fullmatch(r"[CGD][A-Z0-9]{2,}", channel):
             raise ConfigError("SLACK_CHANNEL_ID", f"not a Slack channel id: {channel!r}")
-        api_url = r.str("SLACK_API_URL", "https://slack.com/api/")
-        if not re.match(r"https?://", api_url):
-            raise ConfigError("SLACK_API_URL", f"must be an http(s) URL, got {api_url!r}")
+        api_url = r.text("SLACK_API_URL", "https://slack.com/api/")
+        parts = urlsplit(api_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("SLACK_API_URL", f"must be an http(s) URL with a host, got {api_url!r}")
         if not api_url.endswith("/"):
             api_url += "/"
         slack = SlackSettings(
@@ -211,28 +213,30 @@ class Settings:
             signing_secret=Secret(signing_secret) if signing_secret else None,
             channel_id=channel,
             mode=mode,
-            port=http_port if http_port is not None else r.int("PORT", 3000, minimum=1, maximum=65535),
+            port=http_port if http_port is not None else r.integer("PORT", 3000, minimum=1, maximum=65535),
             api_url=api_url,
             staff_user_ids=r.user_ids("SLACK_STAFF_USER_IDS"),
             manager_user_ids=r.user_ids("SLACK_MANAGER_USER_IDS"),
         )
 
-        host = r.str("IMAP_HOST")
+        host = r.text("IMAP_HOST")
         tls = r.choice("IMAP_TLS", "ssl", ("ssl", "starttls", "none"))
         if tls == "none" and not _is_loopback(host):
-            raise ConfigError("IMAP_TLS", "none is only allowed to a loopback address (127.0.0.1, ::1, localhost)")
+            raise ConfigError(
+                "IMAP_TLS", "none is only allowed to a loopback address (127.0.0.1, ::1, localhost)"
+            )
         imap = ImapSettings(
             host=host,
-            port=r.int("IMAP_PORT", 993 if tls == "ssl" else 143, minimum=1, maximum=65535),
-            username=r.str("IMAP_USERNAME"),
-            password=Secret(r.str("IMAP_PASSWORD")),
+            port=r.integer("IMAP_PORT", 993 if tls == "ssl" else 143, minimum=1, maximum=65535),
+            username=r.text("IMAP_USERNAME"),
+            password=Secret(r.text("IMAP_PASSWORD")),
             auth=r.choice("IMAP_AUTH", "password", ("password", "oauth2")),
             tls=tls,
-            folder=r.str("IMAP_FOLDER", "INBOX"),
-            poll_seconds=r.int("IMAP_POLL_SECONDS", 60, minimum=1, maximum=86400),
-            backfill_days=r.int("IMAP_BACKFILL_DAYS", 35, minimum=0, maximum=36500),
+            folder=r.text("IMAP_FOLDER", "INBOX"),
+            poll_seconds=r.integer("IMAP_POLL_SECONDS", 60, minimum=1, maximum=86400),
+            backfill_days=r.integer("IMAP_BACKFILL_DAYS", 35, minimum=0, maximum=36500),
             authserv_id=r.optional("IMAP_AUTHSERV_ID"),
-            idle_renew_seconds=r.int("IMAP_IDLE_RENEW_SECONDS", 540, minimum=5, maximum=600),
+            idle_renew_seconds=r.integer("IMAP_IDLE_RENEW_SECONDS", 540, minimum=5, maximum=600),
         )
 
         smtp = None
@@ -244,13 +248,13 @@ class Settings:
             password = r.optional("SMTP_PASSWORD")
             smtp = SmtpSettings(
                 host=smtp_host,
-                port=r.int("SMTP_PORT", 587, minimum=1, maximum=65535),
+                port=r.integer("SMTP_PORT", 587, minimum=1, maximum=65535),
                 username=r.optional("SMTP_USERNAME"),
                 password=Secret(password) if password else None,
                 tls=smtp_tls,
             )
 
-        mail_from = r.str("MAIL_FROM", imap.username)
+        mail_from = r.text("MAIL_FROM", imap.username)
         if "@" not in mail_from and (smtp is not None or r.optional("MAIL_FROM")):
             raise ConfigError("MAIL_FROM", f"must be an email address, got {mail_from!r}")
 
@@ -259,9 +263,9 @@ class Settings:
             imap=imap,
             smtp=smtp,
             calendar=calendar,
-            database_path=Path(r.str("DATABASE_PATH", "./privacy-desk.sqlite3")),
-            clock_pause_on_wait=r.bool("CLOCK_PAUSE_ON_WAIT", False),
-            retention_days=r.int("RETENTION_DAYS", 730, minimum=1),
+            database_path=Path(r.text("DATABASE_PATH", "./privacy-desk.sqlite3")),
+            clock_pause_on_wait=r.flag("CLOCK_PAUSE_ON_WAIT", False),
+            retention_days=r.integer("RETENTION_DAYS", 730, minimum=1),
             mail_from=mail_from,
         )
 
@@ -270,16 +274,19 @@ def calendar_from_env(environ: Mapping[str, str]) -> Calendar:
     """The deadline calendar alone (TIMEZONE, HOLIDAYS_COUNTRY, COMPLAINT_DAYS), for commands
     that need no servers, such as `privacy-desk deadline` and `classify`."""
     r = _Reader(environ)
-    tz = r.str("TIMEZONE", "Europe/Brussels")
+    tz = r.text("TIMEZONE", "Europe/Brussels")
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError("TIMEZONE", f"unknown time zone {tz!r}") from None
-    country = r.str("HOLIDAYS_COUNTRY", "BE").upper()
+    country = r.text("HOLIDAYS_COUNTRY", "BE").upper()
     if country not in holidays.list_supported_countries():
         raise ConfigError("HOLIDAYS_COUNTRY", f"no public holiday calendar for {country!r}")
-    return Calendar(timezone=tz, holidays_country=country,
-                    complaint_days=r.int("COMPLAINT_DAYS", 30, minimum=1, maximum=3650))
+    return Calendar(
+        timezone=tz,
+        holidays_country=country,
+        complaint_days=r.integer("COMPLAINT_DAYS", 30, minimum=1, maximum=3650),
+    )
 
 
 def _is_loopback(host: str) -> bool:

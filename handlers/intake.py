@@ -8,6 +8,7 @@ nothing but the cursor.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -70,8 +71,8 @@ async def take_in(
     - anything else, unreadable messages included: a new case with its legal due date.
     """
     now = now or datetime.now(UTC)
-    email = parse_email(message.raw)
-    verdict = classify(email)
+    # parsing and classifying are CPU work that pathological mail can stretch: off the event loop
+    email, verdict = await asyncio.to_thread(_read, message.raw)
     async with store.transaction(now=now) as tx:
         outcome = await _record(tx, message, email, verdict, calendar)
         await tx.advance_cursor(message.folder, uidvalidity=message.uidvalidity, uid=message.uid)
@@ -84,8 +85,17 @@ async def take_in(
     return outcome
 
 
+def _read(raw: bytes) -> tuple[InboundEmail, Classification]:
+    email = parse_email(raw)
+    return email, classify(email)
+
+
 async def take_in_unparsed(
-    store: Store, message: IncomingMessage, error: BaseException, *, calendar: Calendar,
+    store: Store,
+    message: IncomingMessage,
+    error: BaseException,
+    *,
+    calendar: Calendar,
     now: datetime | None = None,
 ) -> IntakeOutcome:
     """Record a message whose normal intake failed: raw bytes kept, a case flagged "could not be
@@ -98,20 +108,43 @@ async def take_in_unparsed(
             outcome = IntakeOutcome("duplicate", message_id)
         else:
             case = await tx.open_case(
-                kind="other", labels=("other",), confidence=0.0, needs_review=True,
-                reasons=("could not be read", problem), language="und", requester_email="",
-                requester_name="", subject="", message_id=message_id, received_at=message.arrived_at,
+                kind="other",
+                labels=("other",),
+                confidence=0.0,
+                needs_review=True,
+                reasons=("could not be read", problem),
+                language="und",
+                requester_email="",
+                requester_name="",
+                subject="",
+                message_id=message_id,
+                received_at=message.arrived_at,
                 received_date=calendar.local_date(message.arrived_at),
-                due_date=calendar.due_date(message.arrived_at), unreadable=True,
+                due_date=calendar.due_date(message.arrived_at),
+                unreadable=True,
             )
             await tx.insert_email(
-                message_id=message_id, synthetic_id=1, case_id=case.id, disposition="opened_case",
-                folder=message.folder, uidvalidity=message.uidvalidity, uid=message.uid,
-                received_at=iso(message.arrived_at), kind="other", labels=["other"], problems=[problem],
-                unreadable=1, size=len(message.raw), raw=message.raw,
+                message_id=message_id,
+                synthetic_id=1,
+                case_id=case.id,
+                disposition="opened_case",
+                folder=message.folder,
+                uidvalidity=message.uidvalidity,
+                uid=message.uid,
+                received_at=iso(message.arrived_at),
+                kind="other",
+                labels=["other"],
+                problems=[problem],
+                unreadable=1,
+                size=len(message.raw),
+                raw=message.raw,
             )
-            await tx.audit(case_id=case.id, actor="system", action="case.opened",
-                           after={"kind": "other", "status": case.status, "unreadable": True})
+            await tx.audit(
+                case_id=case.id,
+                actor="system",
+                action="case.opened",
+                after={"kind": "other", "status": case.status, "unreadable": True},
+            )
             outcome = IntakeOutcome("opened_case", message_id, case.ref)
         await tx.advance_cursor(message.folder, uidvalidity=message.uidvalidity, uid=message.uid)
     logger.warning("uid %d stored raw after %s (case %s)", message.uid, problem, outcome.case_ref)
@@ -127,12 +160,18 @@ async def _record(
     case = await _case_followed_up(tx, email)
     if case is not None:
         disposition: Action = "automated" if verdict.automated else "follow_up"
-        await tx.insert_email(**_email_fields(message, email, verdict, case_id=case.id, disposition=disposition))
+        await tx.insert_email(
+            **_email_fields(message, email, verdict, case_id=case.id, disposition=disposition)
+        )
         await tx.audit(
-            case_id=case.id, actor="system", action=f"email.{disposition}",
+            case_id=case.id,
+            actor="system",
+            action=f"email.{disposition}",
             after={"kind": verdict.kind, "labels": list(verdict.labels)},
         )
-        return IntakeOutcome("follow_up" if disposition == "follow_up" else "automated", email.message_id, case.ref)
+        return IntakeOutcome(
+            "follow_up" if disposition == "follow_up" else "automated", email.message_id, case.ref
+        )
 
     if verdict.automated or message.historical:
         disposition = "automated" if verdict.automated else "historical"
@@ -159,11 +198,20 @@ async def _record(
         due_date=calendar.due_date(message.arrived_at, kind=due_kind),
         unreadable=email.unreadable,
     )
-    await tx.insert_email(**_email_fields(message, email, verdict, case_id=case.id, disposition="opened_case"))
+    await tx.insert_email(
+        **_email_fields(message, email, verdict, case_id=case.id, disposition="opened_case")
+    )
     await tx.audit(
-        case_id=case.id, actor="system", action="case.opened",
-        after={"kind": case.kind, "labels": list(case.labels), "status": case.status,
-               "due_date": case.due_date.isoformat(), "received_at": iso(case.received_at)},
+        case_id=case.id,
+        actor="system",
+        action="case.opened",
+        after={
+            "kind": case.kind,
+            "labels": list(case.labels),
+            "status": case.status,
+            "due_date": case.due_date.isoformat(),
+            "received_at": iso(case.received_at),
+        },
     )
     return IntakeOutcome("opened_case", email.message_id, case.ref)
 
@@ -183,7 +231,12 @@ async def _case_followed_up(tx: Tx, email: InboundEmail) -> Case | None:
 
 
 def _email_fields(
-    message: IncomingMessage, email: InboundEmail, verdict: Classification, *, case_id: int | None, disposition: str
+    message: IncomingMessage,
+    email: InboundEmail,
+    verdict: Classification,
+    *,
+    case_id: int | None,
+    disposition: str,
 ) -> dict[str, object]:
     return {
         "message_id": email.message_id,
@@ -209,8 +262,10 @@ def _email_fields(
         "quoted_text": email.quoted_text,
         "signature": email.signature,
         "html_only": int(email.html_only),
-        "attachments": [{"filename": a.filename, "content_type": a.content_type, "size": a.size}
-                        for a in email.attachments],
+        "attachments": [
+            {"filename": a.filename, "content_type": a.content_type, "size": a.size}
+            for a in email.attachments
+        ],
         "kind": verdict.kind,
         "labels": list(verdict.labels),
         "confidence": verdict.confidence,

@@ -45,7 +45,8 @@ HEADERS_OF_INTEREST = (
     "feedback-id",
 )
 MAX_TEXT = 200_000  # characters of body text kept; longer bodies are cut with a problem noted
-_LONG_HEADER = 4000
+_LONG_HEADER = 4000  # characters of a decoded header we hand to the structured parser
+_MAX_RAW_HEADER = 8000  # bytes of any raw header kept at all
 _MSGID = re.compile(r"<([^<>\s]{1,500})>")
 
 
@@ -150,7 +151,7 @@ def _raw_headers(msg: Message, name: str) -> list[str]:
     """Raw (undecoded) values of a header, never raising."""
     name = name.lower()
     try:
-        items = msg.raw_items()  # type: ignore[attr-defined]
+        items = msg.raw_items()
     except Exception:
         return []
     out = []
@@ -170,16 +171,24 @@ def _header_text(msg: Message, name: str, problems: list[str]) -> str:
         return ""
     if len(raws[0]) > _LONG_HEADER:  # the stdlib parser is quadratic on huge encoded headers
         problems.append(f"header {name}: {len(raws[0])} characters, cut")
-        return _clean(_decode_words(raws[0][:_LONG_HEADER]))
+        return _clean(_lenient_header(raws[0][:_LONG_HEADER]))
     try:
         value = msg[name]
         text = _clean(str(value)) if value is not None else ""
-        if "\ufffd" in text and "=?" in raws[0]:  # unknown charset: try our lenient decoding
-            text = _clean(_decode_words(raws[0]))
+        if "\ufffd" in text:  # an unknown charset, or raw 8-bit bytes: decode leniently
+            text = _clean(_lenient_header(raws[0]))
         return text
     except Exception as e:
         problems.append(f"header {name}: {type(e).__name__}")
-        return _clean(_decode_words(raws[0]))
+        return _clean(_lenient_header(raws[0]))
+
+
+def _lenient_header(raw: str) -> str:
+    """Header text from its raw value: raw 8-bit bytes decoded like a body without a charset
+    (UTF-8, else Windows-1252), then RFC 2047 encoded-words with the lenient charset rules."""
+    if any("\udc80" <= ch <= "\udcff" for ch in raw):  # the parser keeps 8-bit bytes as surrogates
+        raw = _decode_bytes(raw.encode("utf-8", "surrogateescape"), None)
+    return _decode_words(raw) if "=?" in raw else raw
 
 
 def _addresses(msg: Message, name: str, problems: list[str]) -> list[tuple[str, str]]:
@@ -209,12 +218,10 @@ def _addresses(msg: Message, name: str, problems: list[str]) -> list[tuple[str, 
 
 
 def _message_ids(msg: Message, name: str) -> tuple[str, ...]:
-    ids: list[str] = []
+    ids: dict[str, None] = {}
     for raw in _raw_headers(msg, name):
         for m in _MSGID.finditer(raw):
-            mid = f"<{m.group(1)}>"
-            if mid not in ids:
-                ids.append(mid)
+            ids[f"<{m.group(1)}>"] = None
     return tuple(ids)
 
 
@@ -343,7 +350,11 @@ def _walk(part: Message, body: _Body, depth: int = 0) -> None:
             chosen = None
             for want in ("text/plain", "text/html"):
                 for child in children:
-                    if _content_type(child) == want and not _is_attachment(child) and _part_text(child).strip():
+                    if (
+                        _content_type(child) == want
+                        and not _is_attachment(child)
+                        and _part_text(child).strip()
+                    ):
                         chosen = child
                         break
                 if chosen is not None:
@@ -360,20 +371,25 @@ def _walk(part: Message, body: _Body, depth: int = 0) -> None:
             _walk(child, body, depth + 1)
         return
     name = _filename(part)
-    if ctype in ("text/plain", "text/html") and not _is_attachment(part) and not (
-        name and ctype == "text/html"
+    if (
+        ctype in ("text/plain", "text/html")
+        and not _is_attachment(part)
+        and not (name and ctype == "text/html")
     ):
         text = _part_text(part)
         (body.plain if ctype == "text/plain" else body.html).append(text)
         return
     if ctype.startswith("message/") or ctype == "text/rfc822-headers":
         size = len(_payload(part)) if not part.is_multipart() else len(str(part))
-        label = name or {"message/rfc822": "attached message", "message/delivery-status": "delivery status"}.get(
-            ctype, ctype
-        )
+        label = name or {
+            "message/rfc822": "attached message",
+            "message/delivery-status": "delivery status",
+        }.get(ctype, ctype)
         body.attachments.append(Attachment(filename=label, content_type=ctype, size=size))
         return
-    body.attachments.append(Attachment(filename=name or "(unnamed)", content_type=ctype, size=len(_payload(part))))
+    body.attachments.append(
+        Attachment(filename=name or "(unnamed)", content_type=ctype, size=len(_payload(part)))
+    )
 
 
 _OBSOLETE_HEADER = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
@@ -393,18 +409,54 @@ def _normalise_raw(raw: bytes, problems: list[str]) -> bytes:
     fixed = _OBSOLETE_HEADER.sub(rb"\1:", head)
     if fixed != head:
         problems.append("obsolete header syntax")
+    if len(fixed) > _MAX_RAW_HEADER:
+        fixed = _cut_long_headers(fixed, problems)
+    if fixed != head:
         raw = fixed + raw[len(head) :]
     return raw
+
+
+def _cut_long_headers(head: bytes, problems: list[str]) -> bytes:
+    """Cut any header longer than `_MAX_RAW_HEADER` bytes: the stdlib's structured header parser
+    is quadratic, and a 200 KB Content-Type would take seconds. References and sender headers keep
+    their end (the newest ids; the address after the display name)."""
+    pieces = re.split(rb"(\r?\n)(?![ \t])", head)
+    out = []
+    for piece in pieces:
+        if len(piece) > _MAX_RAW_HEADER:
+            name = piece.split(b":", 1)[0].strip().lower()
+            problems.append(f"header {name.decode('ascii', 'replace')[:40]}: {len(piece)} bytes, cut")
+            if name in (b"references", b"in-reply-to", b"from", b"sender", b"reply-to"):
+                # the newest references and a sender's address are at the end: keep that
+                tail = piece[-_MAX_RAW_HEADER:]
+                start = tail.find(b" ") if name in (b"from", b"sender", b"reply-to") else tail.find(b"<")
+                piece = name + b": " + tail[max(start, 0) :].strip()
+            else:
+                piece = piece[:_MAX_RAW_HEADER]
+        out.append(piece)
+    return b"".join(out)
 
 
 def _looks_like_mail(msg: Message, raw: bytes) -> bool:
     """Whether the bytes had any header we recognise (an Outlook .msg or random bytes do not)."""
     try:
-        keys = {str(k).lower() for k in msg.keys()}
+        keys = {str(k).lower() for k in msg.keys()}  # noqa: SIM118 - Message has no key iteration
     except Exception:
         return False
-    known = {"from", "to", "subject", "date", "message-id", "received", "mime-version", "content-type",
-             "return-path", "sender", "reply-to", "delivered-to"}
+    known = {
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "received",
+        "mime-version",
+        "content-type",
+        "return-path",
+        "sender",
+        "reply-to",
+        "delivered-to",
+    }
     return bool(keys & known)
 
 
@@ -508,9 +560,27 @@ def _unreadable(raw: bytes, why: str) -> InboundEmail:
     if not text or printable < 0.9 * min(len(text), 5000):
         text = ""
     return InboundEmail(
-        message_id=synthetic_message_id(raw), synthetic_id=True, subject="", from_name="", from_addr="",
-        reply_to="", to=(), cc=(), sent_at=None, in_reply_to=(), references=(), content_type="",
-        report_type="", text=text, new_text=text.strip(), quoted_text="", signature="", forwarded=False,
-        html_only=False, attachments=(), problems=(why,), unreadable=True, size=len(raw),
+        message_id=synthetic_message_id(raw),
+        synthetic_id=True,
+        subject="",
+        from_name="",
+        from_addr="",
+        reply_to="",
+        to=(),
+        cc=(),
+        sent_at=None,
+        in_reply_to=(),
+        references=(),
+        content_type="",
+        report_type="",
+        text=text,
+        new_text=text.strip(),
+        quoted_text="",
+        signature="",
+        forwarded=False,
+        html_only=False,
+        attachments=(),
+        problems=(why,),
+        unreadable=True,
+        size=len(raw),
     )
-

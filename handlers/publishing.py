@@ -18,6 +18,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -43,8 +44,15 @@ __all__ = ["Publisher"]
 logger = logging.getLogger(__name__)
 
 #: Slack errors that say our message was malformed: retrying it unchanged cannot help.
-_BAD_MESSAGE = {"invalid_blocks", "invalid_blocks_format", "msg_too_long", "invalid_metadata_format",
-                "invalid_metadata_schema", "metadata_too_large", "invalid_arguments"}
+_BAD_MESSAGE = {
+    "invalid_blocks",
+    "invalid_blocks_format",
+    "msg_too_long",
+    "invalid_metadata_format",
+    "invalid_metadata_schema",
+    "metadata_too_large",
+    "invalid_arguments",
+}
 #: Errors that mean the message to update is gone.
 _GONE = {"message_not_found", "cant_update_message", "edit_window_closed"}
 #: What a failed Slack call can raise once slack-sdk's retry handlers have given up.
@@ -127,12 +135,17 @@ class Publisher:
             ts = await self._find_root(case)
             if ts is not None:
                 logger.info("case %s: root found in channel history after a restart", case.ref)
-                await self.store.save_root(case.id, channel=self.channel, ts=ts, version=case.version - 1,
-                                           rendered_on=today - timedelta(days=1))
+                await self.store.save_root(
+                    case.id,
+                    channel=self.channel,
+                    ts=ts,
+                    version=case.version - 1,
+                    rendered_on=today - timedelta(days=1),
+                )
                 return
         await self.store.mark_root_post_started(case.id, at=self.clock())
         tz = self.calendar.tz
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "channel": self.channel,
             "text": case_root_text(case, today=today),
             "metadata": case_metadata(case),
@@ -140,14 +153,17 @@ class Publisher:
             "unfurl_media": False,
         }
         try:
-            resp = await self.client.chat_postMessage(blocks=case_root_blocks(case, today=today, tz=tz), **kwargs)
+            resp = await self.client.chat_postMessage(
+                blocks=case_root_blocks(case, today=today, tz=tz), **kwargs
+            )
         except SlackApiError as e:
             if _code(e) not in _BAD_MESSAGE:
                 raise
             logger.error("case %s: Slack refused the root (%s); posting a plain one", case.ref, _code(e))
             resp = await self.client.chat_postMessage(blocks=_fallback_blocks(case), **kwargs)
-        await self.store.save_root(case.id, channel=str(resp["channel"]), ts=str(resp["ts"]),
-                                   version=case.version, rendered_on=today)
+        await self.store.save_root(
+            case.id, channel=str(resp["channel"]), ts=str(resp["ts"]), version=case.version, rendered_on=today
+        )
         logger.info("case %s posted to Slack", case.ref)
 
     async def _find_root(self, case: Case) -> str | None:
@@ -159,14 +175,18 @@ class Publisher:
         cursor = None
         for _ in range(20):  # at most 20 pages of 200
             resp = await self.client.conversations_history(
-                channel=self.channel, oldest=f"{oldest:.6f}", limit=200, include_all_metadata=True,
+                channel=self.channel,
+                oldest=f"{oldest:.6f}",
+                limit=200,
+                include_all_metadata=True,
                 cursor=cursor,
             )
             for msg in resp.get("messages") or []:
                 md = msg.get("metadata") or {}
-                if md.get("event_type") == ROOT_EVENT_TYPE and (md.get("event_payload") or {}).get(
-                    "case_ref"
-                ) == case.ref:
+                if (
+                    md.get("event_type") == ROOT_EVENT_TYPE
+                    and (md.get("event_payload") or {}).get("case_ref") == case.ref
+                ):
                     return str(msg["ts"])
             cursor = (resp.get("response_metadata") or {}).get("next_cursor")
             if not resp.get("has_more") or not cursor:
@@ -205,8 +225,10 @@ class Publisher:
                 await self.store.save_email_reply(email.id, ts=ts)
                 return
         await self.store.mark_email_post_started(email.id, at=self.clock())
-        text, blocks = email_reply(email, case, tz=self.calendar.tz, opening=email.message_id == case.message_id)
-        kwargs = {
+        text, blocks = email_reply(
+            email, case, tz=self.calendar.tz, opening=email.message_id == case.message_id
+        )
+        kwargs: dict[str, Any] = {
             "channel": channel,
             "thread_ts": case.slack_root_ts,
             "text": text,
@@ -219,10 +241,21 @@ class Publisher:
         except SlackApiError as e:
             if _code(e) not in _BAD_MESSAGE:
                 raise
-            logger.error("case %s: Slack refused an email reply (%s); posting a short one", case.ref, _code(e))
+            logger.error(
+                "case %s: Slack refused an email reply (%s); posting a short one", case.ref, _code(e)
+            )
             resp = await self.client.chat_postMessage(
-                blocks=[{"type": "section", "text": {"type": "mrkdwn", "verbatim": True, "text": text + (
-                    "\n_The email could not be shown here; it is stored with the case._")}}],
+                blocks=[
+                    {
+                        "type": "section",
+                        "text": {
+                            "type": "mrkdwn",
+                            "verbatim": True,
+                            "text": text
+                            + ("\n_The email could not be shown here; it is stored with the case._"),
+                        },
+                    }
+                ],
                 **kwargs,
             )
         await self.store.save_email_reply(email.id, ts=str(resp["ts"]))
@@ -235,9 +268,10 @@ class Publisher:
             )
             for msg in resp.get("messages") or []:
                 md = msg.get("metadata") or {}
-                if md.get("event_type") == EMAIL_EVENT_TYPE and (md.get("event_payload") or {}).get(
-                    "message_id"
-                ) == email.message_id:
+                if (
+                    md.get("event_type") == EMAIL_EVENT_TYPE
+                    and (md.get("event_payload") or {}).get("message_id") == email.message_id
+                ):
                     return str(msg["ts"])
             cursor = (resp.get("response_metadata") or {}).get("next_cursor")
             if not resp.get("has_more") or not cursor:
@@ -246,8 +280,18 @@ class Publisher:
 
 
 def _fallback_blocks(case: Case) -> list[dict[str, object]]:
-    return [{"type": "section", "text": {"type": "mrkdwn", "verbatim": True, "text": escape_mrkdwn(
-        f"{case.ref} · {case.kind} · {case.status} · due {case.due_date.isoformat()}")}}]
+    return [
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "verbatim": True,
+                "text": escape_mrkdwn(
+                    f"{case.ref} · {case.kind} · {case.status} · due {case.due_date.isoformat()}"
+                ),
+            },
+        }
+    ]
 
 
 def _code(e: SlackApiError) -> str:

@@ -51,7 +51,7 @@ STATUS_LABELS = {
     "extended": "Extended",
     "resolved": "Resolved",
 }
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 
 
 def escape_mrkdwn(text: str) -> str:
@@ -60,7 +60,12 @@ def escape_mrkdwn(text: str) -> str:
 
 
 def _cut(text: str, limit: int, note: str = "…") -> str:
-    return text if len(text) <= limit else text[: max(0, limit - len(note))].rstrip() + note
+    """`text` cut to `limit` characters with `note` at the end, never inside an entity (&amp;)."""
+    if len(text) <= limit:
+        return text
+    head = text[: max(0, limit - len(note))]
+    head = re.sub(r"&[a-z]{0,3}$", "", head)
+    return head.rstrip() + note
 
 
 def _one_line(text: str) -> str:
@@ -69,10 +74,7 @@ def _one_line(text: str) -> str:
 
 def _plain(text: str, limit: int = SECTION_LIMIT) -> dict[str, object]:
     """A plain_text object; its text is escaped too (Slack reads &, < and > as entities everywhere)."""
-    escaped = _cut(escape_mrkdwn(text or " "), limit)
-    if escaped.endswith("…"):
-        escaped = re.sub(r"&[a-z]{0,3}…$", "…", escaped)  # never cut an entity in half
-    return {"type": "plain_text", "text": escaped, "emoji": False}
+    return {"type": "plain_text", "text": _cut(escape_mrkdwn(text or " "), limit), "emoji": False}
 
 
 def _mrkdwn(text: str) -> dict[str, object]:
@@ -87,7 +89,7 @@ def kind_label(kind: str) -> str:
 
 def mention(user_id: str) -> str:
     """A user mention built only from a validated Slack user id."""
-    return f"<@{user_id}>" if _USER_ID.match(user_id or "") else escape_mrkdwn(user_id or "")
+    return f"<@{user_id}>" if _USER_ID.fullmatch(user_id or "") else escape_mrkdwn(user_id or "")
 
 
 def _fmt_date(d: date) -> str:
@@ -193,25 +195,28 @@ def _size(n: int) -> str:
 
 
 def _text_sections(text: str, budget: int) -> tuple[list[dict[str, object]], int]:
-    """The email text as preformatted, escaped sections; returns the blocks and how many
-    characters were cut."""
-    text = text.replace("```", "ʼʼʼ")
-    shown, cut = text[:budget], max(0, len(text) - budget)
+    """The email text as preformatted, escaped sections whose escaped length stays within
+    `budget`; returns the blocks and how many characters of `text` were left out."""
+    rest = text.replace("```", "ʼʼʼ")
     blocks: list[dict[str, object]] = []
-    chunk_limit = SECTION_LIMIT - 40  # room for the fences and escaping growth, checked below
-    rest = shown
-    while rest and len(blocks) < 6:
-        piece = rest[:chunk_limit]
-        if len(rest) > chunk_limit and "\n" in piece[chunk_limit // 2 :]:
-            piece = piece[: piece.rindex("\n")]
+    room = budget
+    chunk_limit = SECTION_LIMIT - 8  # the fences
+    while rest and room > 0:
+        piece = rest[: min(chunk_limit, room)]
+        if len(rest) > len(piece) and "\n" in piece[len(piece) // 2 :]:
+            piece = piece[: piece.rindex("\n")]  # prefer to break at a line end
         escaped = escape_mrkdwn(piece)
-        while len(escaped) + 8 > SECTION_LIMIT:  # entities lengthen the text; shrink until it fits
-            piece = piece[: int(len(piece) * 0.9)]
+        while len(escaped) > min(chunk_limit, room):  # entities lengthen the text; shrink until it fits
+            piece = piece[: max(1, int(len(piece) * 0.8))]
             escaped = escape_mrkdwn(piece)
+            if len(piece) == 1:
+                break
+        if len(escaped) > room:
+            break
         blocks.append({"type": "section", "text": _mrkdwn(f"```{escaped}```")})
+        room -= len(escaped)
         rest = rest[len(piece) :].lstrip("\n")
-    cut += len(rest)
-    return blocks, cut
+    return blocks, len(rest)
 
 
 def email_reply(
@@ -221,18 +226,22 @@ def email_reply(
     history folded away, long text cut with a note), attachments, and the classification."""
     when = _fmt_instant(email.received_at, tz)
     sender = escape_mrkdwn(
-        f"{email.from_name} ({email.from_addr})" if email.from_name and email.from_addr
+        f"{email.from_name} ({email.from_addr})"
+        if email.from_name and email.from_addr
         else email.from_addr or email.from_name or "unknown sender"
     )
     if email.automated:
         text = f"Automatic message received on {when} ({kind_label(email.kind)})"
         reasons = "; ".join(email.reasons)[:500]
         blocks: list[dict[str, object]] = [
-            {"type": "context", "elements": [
-                _mrkdwn(f":robot_face: *{kind_label(email.kind)}* received {when} from {sender}"),
-                _plain(f"Subject: {_one_line(email.subject)}" if email.subject else "(no subject)", 1000),
-                _plain(f"Recognised by: {reasons}" if reasons else "Recognised as machine traffic", 1000),
-            ]},
+            {
+                "type": "context",
+                "elements": [
+                    _mrkdwn(f":robot_face: *{kind_label(email.kind)}* received {when} from {sender}"),
+                    _plain(f"Subject: {_one_line(email.subject)}" if email.subject else "(no subject)", 1000),
+                    _plain(f"Recognised by: {reasons}" if reasons else "Recognised as machine traffic", 1000),
+                ],
+            },
         ]
         return text, blocks
 
@@ -240,23 +249,40 @@ def email_reply(
     text = escape_mrkdwn(f"{title} · {case.ref} · received {when}")
     blocks = [
         {"type": "section", "text": _mrkdwn(f"*{title}* · received {when}\n*From:* {sender}")},
-        {"type": "context", "elements": [_plain(f"Subject: {_one_line(email.subject) or '(no subject)'}", 2000)]},
+        {
+            "type": "context",
+            "elements": [_plain(f"Subject: {_one_line(email.subject) or '(no subject)'}", 2000)],
+        },
     ]
     requester = (case.requester_email or "").lower()
     if not opening and requester and requester not in (email.from_addr.lower(), email.reply_to.lower()):
-        blocks.append({"type": "context", "elements": [
-            _mrkdwn(":warning: This follow-up does not come from the requester's address.")]})
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [_mrkdwn(":warning: This follow-up does not come from the requester's address.")],
+            }
+        )
     if email.unreadable:
-        blocks.append({"type": "section", "text": _mrkdwn(
-            ":warning: *This message could not be read as an email.* The raw message is stored in the "
-            "database; what could be read is shown below.")})
+        blocks.append(
+            {
+                "type": "section",
+                "text": _mrkdwn(
+                    ":warning: *This message could not be read as an email.* The raw message is stored in the "
+                    "database; what could be read is shown below."
+                ),
+            }
+        )
     body = email.new_text or ("" if email.quoted_text else email.body_text)
     if body.strip():
         sections, cut = _text_sections(body, EMAIL_TEXT_BUDGET)
         blocks.extend(sections)
         if cut:
-            blocks.append({"type": "context", "elements": [_plain(
-                f"Text cut here: {cut:,} more characters are stored with the case.")]})
+            blocks.append(
+                {
+                    "type": "context",
+                    "elements": [_plain(f"Text cut here: {cut:,} more characters are stored with the case.")],
+                }
+            )
     else:
         blocks.append({"type": "context", "elements": [_plain("(no text of its own)")]})
     folded = []
@@ -268,8 +294,8 @@ def email_reply(
         blocks.append({"type": "context", "elements": [_plain("Folded away: " + ", ".join(folded) + ".")]})
     if email.attachments:
         lines = [
-            f"• {escape_mrkdwn(str(a.get('filename', '?')))[:150]} "
-            f"({escape_mrkdwn(str(a.get('content_type', '?')))[:80]}, {_size(int(str(a.get('size', 0))))})"
+            f"• {_cut(escape_mrkdwn(str(a.get('filename', '?'))), 150)} "
+            f"({_cut(escape_mrkdwn(str(a.get('content_type', '?'))), 80)}, {_size(int(str(a.get('size', 0))))})"
             for a in email.attachments[:20]
         ]
         more = len(email.attachments) - 20
@@ -281,14 +307,16 @@ def email_reply(
         reasons = "; ".join(email.reasons)
         blocks.append({"type": "context", "elements": [_plain(f"Why: {_cut(reasons, 1500)}", 2000)]})
     if email.problems and not email.unreadable:
-        blocks.append({"type": "context", "elements": [_plain(
-            "Parser notes: " + _cut("; ".join(email.problems), 500), 1000)]})
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [_plain("Parser notes: " + _cut("; ".join(email.problems), 500), 1000)],
+            }
+        )
     return text, blocks[:50]
 
 
 def _classification_line(email: StoredEmail) -> dict[str, object]:
     others = [kind_label(x) for x in email.labels if x != email.kind]
     label = kind_label(email.kind) + (f" + {', '.join(others)}" if others else "")
-    return _mrkdwn(
-        f"Classified as *{label}* · confidence {email.confidence:.2f} · language {email.language}"
-    )
+    return _mrkdwn(f"Classified as *{label}* · confidence {email.confidence:.2f} · language {email.language}")

@@ -156,7 +156,7 @@ class Tx:
             return None
         marks = ",".join("?" * len(ids))
         row = await self._one(
-            f"SELECT c.* FROM emails e JOIN cases c ON c.id = e.case_id "  # noqa: S608 - placeholders only
+            f"SELECT c.* FROM emails e JOIN cases c ON c.id = e.case_id "
             f"WHERE e.message_id IN ({marks}) ORDER BY e.id DESC LIMIT 1",
             ids,
         )
@@ -165,14 +165,25 @@ class Tx:
     async def insert_email(self, **fields: object) -> int:
         """Store an inbound email; JSON-typed fields are given as Python lists/dicts."""
         fields = dict(fields)
-        for key in ("to_addrs", "cc_addrs", "in_reply_to", "references_ids", "headers", "attachments",
-                    "labels", "reasons", "problems"):
+        for key in (
+            "to_addrs",
+            "cc_addrs",
+            "in_reply_to",
+            "references_ids",
+            "headers",
+            "attachments",
+            "labels",
+            "reasons",
+            "problems",
+        ):
             if key in fields:
                 fields[key] = _dumps(fields[key])
         fields.setdefault("created_at", iso(self.now))
         cols = ", ".join(fields)
         marks = ", ".join("?" * len(fields))
-        cur = await self._conn.execute(f"INSERT INTO emails ({cols}) VALUES ({marks})", tuple(fields.values()))
+        cur = await self._conn.execute(
+            f"INSERT INTO emails ({cols}) VALUES ({marks})", tuple(fields.values())
+        )
         return int(cur.lastrowid or 0)
 
     # --- cases ------------------------------------------------------------------------------
@@ -219,9 +230,25 @@ class Tx:
             "INSERT INTO cases (ref, kind, labels, confidence, needs_review, reasons, language, requester_email, "
             "requester_name, subject, message_id, received_at, received_date, due_date, unreadable, created_at, "
             "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (ref, kind, _dumps(list(labels)), confidence, int(needs_review), _dumps(list(reasons)), language,
-             requester_email, requester_name, subject, message_id, iso(received_at), received_date.isoformat(),
-             due_date.isoformat(), int(unreadable), now, now),
+            (
+                ref,
+                kind,
+                _dumps(list(labels)),
+                confidence,
+                int(needs_review),
+                _dumps(list(reasons)),
+                language,
+                requester_email,
+                requester_name,
+                subject,
+                message_id,
+                iso(received_at),
+                received_date.isoformat(),
+                due_date.isoformat(),
+                int(unreadable),
+                now,
+                now,
+            ),
         )
         case = await self.case_by_id(int(cur.lastrowid or 0))
         assert case is not None
@@ -247,15 +274,26 @@ class Tx:
         """Append an audit event (no personal data: ids, kinds, statuses, dates)."""
         await self._conn.execute(
             "INSERT INTO audit_events (case_id, at, actor, action, before, after, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (case_id, iso(self.now), actor, action, _dumps(before) if before is not None else None,
-             _dumps(after) if after is not None else None, note),
+            (
+                case_id,
+                iso(self.now),
+                actor,
+                action,
+                _dumps(before) if before is not None else None,
+                _dumps(after) if after is not None else None,
+                note,
+            ),
         )
 
     # --- mailbox cursor -----------------------------------------------------------------------
     async def cursor(self, folder: str) -> Cursor | None:
         """The stored cursor of a folder, if the watcher has seen it before."""
         row = await self._one("SELECT * FROM mailbox_cursor WHERE folder = ?", (folder,))
-        return Cursor(row["folder"], row["uidvalidity"], row["last_uid"], row["backfill_before_uid"]) if row else None
+        return (
+            Cursor(row["folder"], row["uidvalidity"], row["last_uid"], row["backfill_before_uid"])
+            if row
+            else None
+        )
 
     async def reset_cursor(self, folder: str, *, uidvalidity: int, backfill_before_uid: int) -> None:
         """Start (or restart, after a UIDVALIDITY change) a folder from its first message."""
@@ -278,7 +316,7 @@ class Tx:
 
 
 class Store:
-    """The database. Open with `await Store.open(path)` or `async with Store.open(path)`."""
+    """The database: `store = await Store.open(path)`, or `async with await Store.open(path) as store:`."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._conn = conn
@@ -294,10 +332,16 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
-            mode = path.stat().st_mode & 0o777
-            if mode & 0o077:
-                logger.warning("database file had mode %o; tightening to 600", mode)
-                os.chmod(path, 0o600)
+            # SQLite gives -wal/-shm files the main file's mode, but leftovers keep their own
+            for file in (
+                path,
+                *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal")),
+            ):
+                if file.exists() and file.stat().st_mode & 0o077:
+                    logger.warning(
+                        "%s had mode %o; tightening to 600", file.name, file.stat().st_mode & 0o777
+                    )
+                    os.chmod(file, 0o600)
         conn = await aiosqlite.connect(path, isolation_level=None)
         conn.row_factory = sqlite3.Row
         try:
@@ -334,7 +378,9 @@ class Store:
             if version <= current:
                 continue
             try:
-                await self._conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+                await self._conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;"
+                )
             except sqlite3.Error:
                 if self._conn.in_transaction:
                     await self._conn.rollback()
@@ -374,8 +420,13 @@ class Store:
     async def cursor(self, folder: str) -> Cursor | None:
         """The stored cursor of a folder."""
         rows = await self._fetchall("SELECT * FROM mailbox_cursor WHERE folder = ?", (folder,))
-        return Cursor(rows[0]["folder"], rows[0]["uidvalidity"], rows[0]["last_uid"],
-                      rows[0]["backfill_before_uid"]) if rows else None
+        return (
+            Cursor(
+                rows[0]["folder"], rows[0]["uidvalidity"], rows[0]["last_uid"], rows[0]["backfill_before_uid"]
+            )
+            if rows
+            else None
+        )
 
     async def known_message_ids(self, message_ids: Iterable[str]) -> set[str]:
         """Those of `message_ids` that are already stored."""
@@ -412,7 +463,9 @@ class Store:
 
     async def emails_of_case(self, case_id: int) -> list[StoredEmail]:
         """The emails stored on a case, in arrival order."""
-        rows = await self._fetchall(f"SELECT {_EMAIL_COLUMNS} FROM emails WHERE case_id = ? ORDER BY id", (case_id,))
+        rows = await self._fetchall(
+            f"SELECT {_EMAIL_COLUMNS} FROM emails WHERE case_id = ? ORDER BY id", (case_id,)
+        )
         return [_email(r) for r in rows]
 
     async def email(self, email_id: int) -> StoredEmail | None:
@@ -425,9 +478,14 @@ class Store:
         rows = await self._fetchall("SELECT * FROM audit_events WHERE case_id = ? ORDER BY id", (case_id,))
         return [
             AuditEvent(
-                id=r["id"], case_id=r["case_id"], at=datetime.fromisoformat(r["at"]), actor=r["actor"],
-                action=r["action"], before=json.loads(r["before"]) if r["before"] else None,
-                after=json.loads(r["after"]) if r["after"] else None, note=r["note"],
+                id=r["id"],
+                case_id=r["case_id"],
+                at=datetime.fromisoformat(r["at"]),
+                actor=r["actor"],
+                action=r["action"],
+                before=json.loads(r["before"]) if r["before"] else None,
+                after=json.loads(r["after"]) if r["after"] else None,
+                note=r["note"],
             )
             for r in rows
         ]
@@ -440,14 +498,18 @@ class Store:
     # --- Slack publishing -------------------------------------------------------------------------
     async def cases_without_root(self, *, limit: int = 50) -> list[Case]:
         """Cases whose root message is not yet known to be in Slack, oldest first."""
-        rows = await self._fetchall("SELECT * FROM cases WHERE slack_root_ts IS NULL ORDER BY id LIMIT ?", (limit,))
+        rows = await self._fetchall(
+            "SELECT * FROM cases WHERE slack_root_ts IS NULL ORDER BY id LIMIT ?", (limit,)
+        )
         return [_case(r) for r in rows]
 
     async def mark_root_post_started(self, case_id: int, *, at: datetime) -> None:
         """Note that a root is about to be posted (so a restart looks in Slack before posting again)."""
         await self._write("UPDATE cases SET root_post_started_at = ? WHERE id = ?", (iso(at), case_id))
 
-    async def save_root(self, case_id: int, *, channel: str, ts: str, version: int, rendered_on: date) -> None:
+    async def save_root(
+        self, case_id: int, *, channel: str, ts: str, version: int, rendered_on: date
+    ) -> None:
         """Remember the root message of a case and which version of the case it shows."""
         await self._write(
             "UPDATE cases SET slack_channel = ?, slack_root_ts = ?, rendered_version = MAX(rendered_version, ?), "

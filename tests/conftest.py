@@ -52,8 +52,13 @@ def mailbox(dovecot: Dovecot) -> MailUser:
 @pytest.fixture
 async def slack() -> AsyncIterator[SlackStandIn]:
     """The Slack stand-in on loopback, with the staff channel and two staff members."""
-    async with SlackStandIn(channel=CHANNEL, staff=STAFF, outsiders=(OUTSIDER,),
-                            bot_token="xoxb-test-token", app_token="xapp-test-token") as standin:
+    async with SlackStandIn(
+        channel=CHANNEL,
+        staff=STAFF,
+        outsiders=(OUTSIDER,),
+        bot_token="xoxb-test-token",
+        app_token="xapp-test-token",
+    ) as standin:
         yield standin
 
 

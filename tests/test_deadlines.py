@@ -21,7 +21,10 @@ def at(text: str) -> datetime:
 @pytest.mark.parametrize(
     ("received", "due"),
     [
-        ("2026-03-05T10:00:00+01:00", "2026-04-07"),  # EDPB ex. 32 shape; 5 Apr 2026 is Easter Sunday, 6 Easter Monday
+        (
+            "2026-03-05T10:00:00+01:00",
+            "2026-04-07",
+        ),  # EDPB ex. 32 shape; 5 Apr 2026 is Easter Sunday, 6 Easter Monday
         ("2027-03-05T10:00:00+01:00", "2027-04-05"),  # EDPB ex. 32: 5 Mar -> 5 Apr (a Monday in 2027)
         ("2025-08-31T10:00:00+02:00", "2025-09-30"),  # EDPB ex. 33: no 31 Sep -> 30 Sep
         ("2025-09-03T09:00:00+02:00", "2025-10-03"),  # ICO SME checklist: 3 Sep -> 3 Oct
@@ -89,8 +92,16 @@ def test_complaint_deadline_is_calendar_days_not_moved() -> None:
 
 def test_belgian_public_holidays_are_exactly_the_ten_legal_ones() -> None:
     expected_2026 = {
-        date(2026, 1, 1), date(2026, 4, 6), date(2026, 5, 1), date(2026, 5, 14), date(2026, 5, 25),
-        date(2026, 7, 21), date(2026, 8, 15), date(2026, 11, 1), date(2026, 11, 11), date(2026, 12, 25),
+        date(2026, 1, 1),
+        date(2026, 4, 6),
+        date(2026, 5, 1),
+        date(2026, 5, 14),
+        date(2026, 5, 25),
+        date(2026, 7, 21),
+        date(2026, 8, 15),
+        date(2026, 11, 1),
+        date(2026, 11, 11),
+        date(2026, 12, 25),
     }
     day = date(2026, 1, 1)
     non_working_weekdays = set()
@@ -107,7 +118,9 @@ def test_belgian_public_holidays_are_exactly_the_ten_legal_ones() -> None:
 
 def test_other_time_zone_and_country() -> None:
     paris = Calendar(timezone="Europe/Paris", holidays_country="FR")
-    assert paris.due_date(at("2026-06-14T12:00:00+02:00")).isoformat() == "2026-07-15"  # 14 Jul Fête nationale
+    assert (
+        paris.due_date(at("2026-06-14T12:00:00+02:00")).isoformat() == "2026-07-15"
+    )  # 14 Jul Fête nationale
 
 
 def test_naive_instants_are_refused() -> None:
@@ -123,19 +136,33 @@ def test_days_left() -> None:
 def test_deadline_command_prints_the_due_date() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "bot", "deadline", "2026-01-31T10:00:00Z"],
-        capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin", "TIMEZONE": "Europe/Brussels"},
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "TIMEZONE": "Europe/Brussels"},
     )
     assert out.stdout.strip() == "2026-03-02"
     out = subprocess.run(
         [sys.executable, "-m", "bot", "deadline", "2026-11-26T09:00:00+01:00", "--kind", "complaint"],
-        capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
     )
     assert out.stdout.strip() == "2026-12-26"
-    bad = subprocess.run([sys.executable, "-m", "bot", "deadline", "yesterday"], capture_output=True, text=True,
-                         env={"PATH": "/usr/bin:/bin"})
+    bad = subprocess.run(
+        [sys.executable, "-m", "bot", "deadline", "yesterday"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert bad.returncode == 2 and "RECEIVED_AT" in bad.stderr
-    bad_tz = subprocess.run([sys.executable, "-m", "bot", "deadline", "2026-01-01T00:00:00Z"], capture_output=True,
-                            text=True, env={"PATH": "/usr/bin:/bin", "TIMEZONE": "Mars/Olympus"})
+    bad_tz = subprocess.run(
+        [sys.executable, "-m", "bot", "deadline", "2026-01-01T00:00:00Z"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "TIMEZONE": "Mars/Olympus"},
+    )
     assert bad_tz.returncode == 2 and "TIMEZONE" in bad_tz.stderr
 
 

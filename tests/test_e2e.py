@@ -27,8 +27,16 @@ pytestmark = pytest.mark.slow
 
 EMAILS = FIXTURES / "emails"
 #: personal data in the fixtures that must never reach the product's log
-PERSONAL = ("marie.dubois", "Marie Dubois", "jerome.lefevre", "Lefèvre", "copy of the personal data",
-            "supprimer mon compte", "mallory@example.com", "jo.peeters")
+PERSONAL = (
+    "marie.dubois",
+    "Marie Dubois",
+    "jerome.lefevre",
+    "Lefèvre",
+    "copy of the personal data",
+    "supprimer mon compte",
+    "mallory@example.com",
+    "jo.peeters",
+)
 
 
 class Product:
@@ -41,8 +49,13 @@ class Product:
 
     def start(self) -> None:
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=self.env, cwd=self.log.parent,
-                                         stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bot", "run"],
+                env=self.env,
+                cwd=self.log.parent,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -98,8 +111,15 @@ async def test_mail_to_slack_end_to_end_with_restart(
     product: Product, slack: SlackStandIn, mailbox: MailUser, env: dict[str, str]
 ) -> None:
     async with running(product, slack):
-        await deliver(mailbox, "access-short-en.eml", "vacation-auto-reply.eml", "erasure-fr-qp.eml",
-                      "bounce-dsn.eml", "injection-html.eml", "outlook-binary.msg")
+        await deliver(
+            mailbox,
+            "access-short-en.eml",
+            "vacation-auto-reply.eml",
+            "erasure-fr-qp.eml",
+            "bounce-dsn.eml",
+            "injection-html.eml",
+            "outlook-binary.msg",
+        )
         await wait_until(lambda: len(slack.roots(CHANNEL)) == 4, 20)
         await deliver(mailbox, "followup-reply.eml")
         first = slack.roots(CHANNEL)[0]
@@ -107,11 +127,16 @@ async def test_mail_to_slack_end_to_end_with_restart(
         product.signal(signal.SIGTERM)
         assert await product.wait(30) == 0
 
-    assert root_ids(slack)[:3] == ["<short-access-1@example.org>", "<erasure-fr-1@example.net>",
-                                   "<inject-1@example.com>"]
+    assert root_ids(slack)[:3] == [
+        "<short-access-1@example.org>",
+        "<erasure-fr-1@example.net>",
+        "<inject-1@example.com>",
+    ]
     payloads = [r["metadata"]["event_payload"] for r in slack.roots(CHANNEL)]
     assert [p["case_ref"] for p in payloads] == [f"PRIV-2026-{n:04d}" for n in range(1, 5)]
-    assert all(set(p) == {"case_ref", "message_id", "kind", "status", "due_date", "assignee"} for p in payloads)
+    assert all(
+        set(p) == {"case_ref", "message_id", "kind", "status", "due_date", "assignee"} for p in payloads
+    )
     assert all(p["status"] == "new" and p["assignee"] == "" for p in payloads)
     for root in slack.roots(CHANNEL):
         assert slack.replies(root["ts"]), "every root has the email in its thread"
@@ -157,8 +182,12 @@ async def test_no_duplicate_after_a_kill_between_posting_and_saving(
         assert await product.wait(10) == -signal.SIGKILL
     slack.on_message_posted = None
     async with running(product, slack):
-        await wait_until(lambda: len(slack.roots(CHANNEL)) == 2 and all(
-            slack.replies(r["ts"]) for r in slack.roots(CHANNEL)), 30)
+        await wait_until(
+            lambda: (
+                len(slack.roots(CHANNEL)) == 2 and all(slack.replies(r["ts"]) for r in slack.roots(CHANNEL))
+            ),
+            30,
+        )
         await asyncio.sleep(1)
         product.signal(signal.SIGTERM)
         assert await product.wait(30) == 0
@@ -186,8 +215,14 @@ async def test_mail_that_arrives_while_slack_is_down_is_posted_later(
 
 async def test_configuration_errors_exit_2_naming_the_setting(env: dict[str, str], tmp_path: Path) -> None:
     broken = {k: v for k, v in env.items() if k != "IMAP_HOST"}
-    out = subprocess.run([sys.executable, "-m", "bot", "run"], env=broken, cwd=tmp_path, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "bot", "run"],
+        env=broken,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert "IMAP_HOST" in out.stderr
     assert env["SLACK_BOT_TOKEN"] not in out.stderr + out.stdout

@@ -20,8 +20,12 @@ def fixture(name: str) -> bytes:
     return (FIXTURES / "emails" / name).read_bytes()
 
 
-def message(raw: bytes, uid: int, *, historical: bool = False, arrived: datetime = ARRIVED) -> IncomingMessage:
-    return IncomingMessage(raw=raw, folder="INBOX", uidvalidity=7, uid=uid, arrived_at=arrived, historical=historical)
+def message(
+    raw: bytes, uid: int, *, historical: bool = False, arrived: datetime = ARRIVED
+) -> IncomingMessage:
+    return IncomingMessage(
+        raw=raw, folder="INBOX", uidvalidity=7, uid=uid, arrived_at=arrived, historical=historical
+    )
 
 
 @pytest.fixture
@@ -66,11 +70,19 @@ async def test_a_request_opens_a_case_with_its_legal_deadline(inbox: Store) -> N
 
 async def test_case_references_count_per_receipt_year(inbox: Store) -> None:
     refs = []
-    for uid, arrived in enumerate([datetime(2026, 12, 31, 22, 30, tzinfo=UTC),  # 23:30 local, still 2026
-                                   datetime(2026, 12, 31, 23, 30, tzinfo=UTC),  # 00:30 local on 1 Jan 2027
-                                   datetime(2027, 1, 2, 9, 0, tzinfo=UTC)], start=1):
-        out = await take_in(inbox, message(email(f"delete me {uid}", "please delete my data"), uid, arrived=arrived),
-                            calendar=CALENDAR)
+    for uid, arrived in enumerate(
+        [
+            datetime(2026, 12, 31, 22, 30, tzinfo=UTC),  # 23:30 local, still 2026
+            datetime(2026, 12, 31, 23, 30, tzinfo=UTC),  # 00:30 local on 1 Jan 2027
+            datetime(2027, 1, 2, 9, 0, tzinfo=UTC),
+        ],
+        start=1,
+    ):
+        out = await take_in(
+            inbox,
+            message(email(f"delete me {uid}", "please delete my data"), uid, arrived=arrived),
+            calendar=CALENDAR,
+        )
         refs.append(out.case_ref)
     assert refs == ["PRIV-2026-0001", "PRIV-2027-0001", "PRIV-2027-0002"]
 
@@ -104,7 +116,9 @@ async def test_reply_goes_to_its_case_by_references_only(inbox: Store) -> None:
 
 async def test_subject_with_a_case_reference_goes_to_that_case(inbox: Store) -> None:
     await take_in(inbox, message(fixture("erasure-fr-qp.eml"), 1), calendar=CALENDAR)
-    raw = email("Re: [priv-2026-0001] votre demande", "Voici ma carte d'identité.", sender="jerome@example.net")
+    raw = email(
+        "Re: [priv-2026-0001] votre demande", "Voici ma carte d'identité.", sender="jerome@example.net"
+    )
     out = await take_in(inbox, message(raw, 2), calendar=CALENDAR)
     assert out.action == "follow_up" and out.case_ref == "PRIV-2026-0001"
     unknown = email("About PRIV-2026-0999", "Hello, please delete my data")
@@ -124,8 +138,12 @@ async def test_machine_traffic_never_opens_a_case(inbox: Store, name: str) -> No
 
 async def test_an_auto_reply_to_our_thread_is_kept_on_the_case_but_opens_nothing(inbox: Store) -> None:
     await take_in(inbox, message(fixture("access-short-en.eml"), 1), calendar=CALENDAR)
-    raw = email("Out of office: my data", "I am away.", auto_submitted="auto-replied",
-                in_reply_to="<short-access-1@example.org>")
+    raw = email(
+        "Out of office: my data",
+        "I am away.",
+        auto_submitted="auto-replied",
+        in_reply_to="<short-access-1@example.org>",
+    )
     out = await take_in(inbox, message(raw, 2), calendar=CALENDAR)
     assert out.action == "automated" and out.case_ref == "PRIV-2026-0001"
     assert len(await inbox.cases()) == 1
@@ -172,8 +190,11 @@ async def test_a_failed_transaction_leaves_the_cursor_where_it_was(inbox: Store)
     await take_in(inbox, message(fixture("access-short-en.eml"), 1), calendar=CALENDAR)
     with pytest.raises(ValueError):
         # a naive INTERNALDATE cannot be stored: the whole intake rolls back
-        await take_in(inbox, message(fixture("erasure-fr-qp.eml"), 2, arrived=datetime(2026, 11, 25, 10, 0)),
-                      calendar=CALENDAR)
+        await take_in(
+            inbox,
+            message(fixture("erasure-fr-qp.eml"), 2, arrived=datetime(2026, 11, 25, 10, 0)),
+            calendar=CALENDAR,
+        )
     cursor = await inbox.cursor("INBOX")
     assert cursor is not None and cursor.last_uid == 1
     assert len(await inbox.cases()) == 1

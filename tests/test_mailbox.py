@@ -35,7 +35,9 @@ def request_email(n: int, *, subject: str = "Please delete my data", message_id:
 
 
 @asynccontextmanager
-async def watching(settings: Settings, store: Store) -> AsyncIterator[tuple[MailboxWatcher, list[IntakeOutcome]]]:
+async def watching(
+    settings: Settings, store: Store
+) -> AsyncIterator[tuple[MailboxWatcher, list[IntakeOutcome]]]:
     """A running watcher (fast backoff for tests) and the outcomes it delivered so far."""
     outcomes: list[IntakeOutcome] = []
     watcher = build_watcher(settings, store, loop=asyncio.get_running_loop(), on_delivered=outcomes.append)
@@ -55,7 +57,9 @@ async def append(mailbox: MailUser, raw: bytes, **kw: object) -> None:
     await asyncio.to_thread(mailbox.append, raw, **kw)
 
 
-async def test_idle_takes_new_mail_in_within_seconds(settings: Settings, store: Store, mailbox: MailUser) -> None:
+async def test_idle_takes_new_mail_in_within_seconds(
+    settings: Settings, store: Store, mailbox: MailUser
+) -> None:
     async with watching(settings, store) as (watcher, outcomes):
         await wait_until(watcher.idling.is_set, 10)
         loop = asyncio.get_running_loop()
@@ -83,12 +87,14 @@ async def test_mail_stays_unread(settings: Settings, store: Store, mailbox: Mail
     assert sorted(unseen) == [1, 2]
 
 
-async def test_polls_when_the_server_has_no_idle(
-    settings: Settings, store: Store, dovecot: Dovecot
-) -> None:
+async def test_polls_when_the_server_has_no_idle(settings: Settings, store: Store, dovecot: Dovecot) -> None:
     mailbox = dovecot.new_user(idle=False)
-    settings = with_imap(settings, username=mailbox.name, password=settings.imap.password.__class__(mailbox.password),
-                         poll_seconds=1)
+    settings = with_imap(
+        settings,
+        username=mailbox.name,
+        password=settings.imap.password.__class__(mailbox.password),
+        poll_seconds=1,
+    )
     async with watching(settings, store) as (watcher, outcomes):
         await wait_until(watcher.connected.is_set, 10)
         await asyncio.sleep(0.2)
@@ -151,7 +157,9 @@ async def test_message_without_message_id_is_not_duplicated_on_resync(
     assert [o.action for o in outcomes] == ["opened_case", "duplicate"]
 
 
-async def test_first_start_backfills_only_recent_mail(settings: Settings, store: Store, mailbox: MailUser) -> None:
+async def test_first_start_backfills_only_recent_mail(
+    settings: Settings, store: Store, mailbox: MailUser
+) -> None:
     old = datetime.now(UTC) - timedelta(days=400)
     recent = datetime.now(UTC) - timedelta(days=3)
     await append(mailbox, request_email(1, subject="Old request"), msg_time=old)
@@ -167,7 +175,9 @@ async def test_first_start_backfills_only_recent_mail(settings: Settings, store:
     assert cases[0].received_at == recent.replace(microsecond=0)  # INTERNALDATE, not the Date header
 
 
-async def test_unreadable_message_is_stored_and_flagged(settings: Settings, store: Store, mailbox: MailUser) -> None:
+async def test_unreadable_message_is_stored_and_flagged(
+    settings: Settings, store: Store, mailbox: MailUser
+) -> None:
     await append(mailbox, (FIXTURES / "emails" / "outlook-binary.msg").read_bytes())
     await append(mailbox, request_email(1))
     async with watching(settings, store) as (_, outcomes):
@@ -198,7 +208,12 @@ async def test_reconnects_after_an_outage_and_logs_it_once(
 
 @pytest.mark.parametrize("tls", ["ssl", "starttls"])
 async def test_tls_modes(
-    tls: str, settings: Settings, store: Store, mailbox: MailUser, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
+    tls: str,
+    settings: Settings,
+    store: Store,
+    mailbox: MailUser,
+    dovecot: Dovecot,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(dovecot.cert_file))  # trust the test server's certificate
     env = mailbox.env(tls=tls)

@@ -45,8 +45,15 @@ async def client(settings: Settings) -> AsyncIterator[AsyncWebClient]:
 
 
 def publisher(store: Store, client: AsyncWebClient, *, now: datetime = NOW) -> Publisher:
-    return Publisher(store, client, channel=CHANNEL, calendar=CALENDAR, clock=lambda: now, idle_interval=0.05,
-                     backoff=Backoff(base=0.05, cap=0.2))
+    return Publisher(
+        store,
+        client,
+        channel=CHANNEL,
+        calendar=CALENDAR,
+        clock=lambda: now,
+        idle_interval=0.05,
+        backoff=Backoff(base=0.05, cap=0.2),
+    )
 
 
 @contextlib.asynccontextmanager
@@ -69,20 +76,43 @@ async def test_each_case_gets_one_root_with_metadata_and_a_thread_reply(
         pass
     roots = slack.roots(CHANNEL)
     assert [r["metadata"] for r in roots] == [
-        {"event_type": "privacy_case", "event_payload": {
-            "case_ref": "PRIV-2026-0001", "message_id": "<short-access-1@example.org>", "kind": "access",
-            "status": "new", "due_date": "2026-12-28", "assignee": ""}},
-        {"event_type": "privacy_case", "event_payload": {
-            "case_ref": "PRIV-2026-0002", "message_id": "<erasure-fr-1@example.net>", "kind": "erasure",
-            "status": "new", "due_date": "2026-12-28", "assignee": ""}},
+        {
+            "event_type": "privacy_case",
+            "event_payload": {
+                "case_ref": "PRIV-2026-0001",
+                "message_id": "<short-access-1@example.org>",
+                "kind": "access",
+                "status": "new",
+                "due_date": "2026-12-28",
+                "assignee": "",
+            },
+        },
+        {
+            "event_type": "privacy_case",
+            "event_payload": {
+                "case_ref": "PRIV-2026-0002",
+                "message_id": "<erasure-fr-1@example.net>",
+                "kind": "erasure",
+                "status": "new",
+                "due_date": "2026-12-28",
+                "assignee": "",
+            },
+        },
     ]
     assert [len(slack.replies(r["ts"])) for r in roots] == [2, 1]  # opening email + follow-up; one email
     for call in slack.calls_to("chat.postMessage"):
         assert call["args"]["unfurl_links"] in (False, "false", "0", 0)
         assert call["args"]["unfurl_media"] in (False, "false", "0", 0)
     root_text = json.dumps(roots[0]["blocks"])
-    for shown in ("PRIV-2026-0001", "Marie Dubois", "marie.dubois@example.org", "28 Dec 2026 (33 days left)",
-                  "New", "Unassigned", "Access (art. 15)"):
+    for shown in (
+        "PRIV-2026-0001",
+        "Marie Dubois",
+        "marie.dubois@example.org",
+        "28 Dec 2026 (33 days left)",
+        "New",
+        "Unassigned",
+        "Access (art. 15)",
+    ):
         assert shown in root_text
     case = await store.case(ref="PRIV-2026-0001")
     assert case is not None and case.slack_root_ts == roots[0]["ts"] and case.slack_channel == CHANNEL
@@ -113,8 +143,12 @@ async def test_rate_limits_delay_posts_but_never_duplicate_them(
     slack.faults(rate_limit_every=2, retry_after=0)
     await seed(store, "access-short-en.eml", "erasure-fr-qp.eml", "no-message-id.eml", "injection-html.eml")
     async with running(publisher(store, client)):
-        await wait_until(lambda: len(slack.roots(CHANNEL)) == 4 and all(
-            slack.replies(r["ts"]) for r in slack.roots(CHANNEL)), 20)
+        await wait_until(
+            lambda: (
+                len(slack.roots(CHANNEL)) == 4 and all(slack.replies(r["ts"]) for r in slack.roots(CHANNEL))
+            ),
+            20,
+        )
         await asyncio.sleep(0.2)
     assert any(c["fault"] == 429 for c in slack.calls)
     refs = [r["metadata"]["event_payload"]["case_ref"] for r in slack.roots(CHANNEL)]

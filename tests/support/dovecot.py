@@ -112,8 +112,14 @@ class MailUser:
         """The IMAP_* settings that reach this mailbox."""
         port = self.server.imaps_port if tls == "ssl" else self.server.imap_port
         host = "localhost" if tls != "none" else "127.0.0.1"
-        return {"IMAP_HOST": host, "IMAP_PORT": str(port), "IMAP_USERNAME": self.name,
-                "IMAP_PASSWORD": self.password, "IMAP_TLS": tls, "IMAP_FOLDER": "INBOX"}
+        return {
+            "IMAP_HOST": host,
+            "IMAP_PORT": str(port),
+            "IMAP_USERNAME": self.name,
+            "IMAP_PASSWORD": self.password,
+            "IMAP_TLS": tls,
+            "IMAP_FOLDER": "INBOX",
+        }
 
 
 class Dovecot:
@@ -147,15 +153,36 @@ class Dovecot:
             os.chown(self.tmp / "home", self.uid, self.gid)
         self._add_users()
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(self.tmp / "key.pem"),
-             "-out", str(self.cert_file)],
-            check=True, capture_output=True,
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                "-keyout",
+                str(self.tmp / "key.pem"),
+                "-out",
+                str(self.cert_file),
+            ],
+            check=True,
+            capture_output=True,
         )
-        (self.tmp / "dovecot.conf").write_text(CONF.format(
-            tmp=self.tmp, imap_port=self.imap_port, imaps_port=self.imaps_port,
-            user=self.run_user, group=self.run_group,
-        ))
+        (self.tmp / "dovecot.conf").write_text(
+            CONF.format(
+                tmp=self.tmp,
+                imap_port=self.imap_port,
+                imaps_port=self.imaps_port,
+                user=self.run_user,
+                group=self.run_group,
+            )
+        )
         self._launch()
         return self
 
@@ -163,8 +190,12 @@ class Dovecot:
         exe = dovecot_binary()
         if exe is None:
             raise RuntimeError("dovecot is not installed (apt-get install dovecot-imapd)")
-        self.proc = subprocess.Popen([exe, "-c", str(self.tmp / "dovecot.conf"), "-F"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [exe, "-c", str(self.tmp / "dovecot.conf"), "-F"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -189,7 +220,9 @@ class Dovecot:
                 if os.geteuid() == 0:
                     os.chown(home, self.uid, self.gid)
                 # nodelay: no auth-failure delay or penalty, so wrong-password tests stay fast
-                lines.append(f"{name}:{{PLAIN}}secret-{name}:{self.uid}:{self.gid}::{home}::nodelay=yes{extra}\n")
+                lines.append(
+                    f"{name}:{{PLAIN}}secret-{name}:{self.uid}:{self.gid}::{home}::nodelay=yes{extra}\n"
+                )
         (self.tmp / "passwd").write_text("".join(lines))
 
     def new_user(self, *, idle: bool = True) -> MailUser:

@@ -1,0 +1,693 @@
+"""The SQLite store (storage/store.py, storage/models.py, storage/migrations/*.sql) on real files:
+permissions, pragmas, migrations, case references, constraints, transactions, the mailbox cursor
+and the queries that drive Slack publishing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.errors import StorageError
+from storage.models import CASE_STATUSES, Case, StoredEmail
+from storage.store import Store, Tx, iso, parse_instant
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "storage" / "migrations"
+LATEST_SCHEMA = max(int(p.name[:4]) for p in MIGRATIONS.glob("*.sql") if p.name[:4].isdigit())
+NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+
+
+@contextlib.contextmanager
+def raw_db(path: Path) -> Iterator[sqlite3.Connection]:
+    """A second, plain sqlite3 connection to the same file (to look behind the store's back)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+async def open_case(
+    tx: Tx,
+    message_id: str,
+    *,
+    received_at: datetime = NOW,
+    received_date: date | None = None,
+    kind: str = "access",
+    requester_email: str = "marie.dubois@example.org",
+) -> Case:
+    """Open a case with plausible values; only what a test cares about is a parameter."""
+    return await tx.open_case(
+        kind=kind,
+        labels=[kind],
+        confidence=0.9,
+        needs_review=False,
+        reasons=["copy of my data"],
+        language="en",
+        requester_email=requester_email,
+        requester_name="Marie Dubois",
+        subject="my data",
+        message_id=message_id,
+        received_at=received_at,
+        received_date=received_date or received_at.date(),
+        due_date=(received_date or received_at.date()) + timedelta(days=30),
+        unreadable=False,
+    )
+
+
+async def insert_email(
+    tx: Tx, message_id: str, *, case_id: int | None, disposition: str = "opened_case", **fields: object
+) -> int:
+    """Store an inbound email with plausible values."""
+    values: dict[str, object] = {
+        "message_id": message_id,
+        "case_id": case_id,
+        "disposition": disposition,
+        "received_at": iso(tx.now),
+        "from_name": "Marie Dubois",
+        "from_addr": "marie.dubois@example.org",
+        "subject": "my data",
+        "body_text": "Hi, can you send me a copy?",
+        "new_text": "Hi, can you send me a copy?",
+        "kind": "access",
+        "labels": ["access"],
+        "to_addrs": ["privacy@imal.example"],
+        "attachments": [{"filename": "id.pdf", "content_type": "application/pdf", "size": 1234}],
+    }
+    values.update(fields)
+    return await tx.insert_email(**values)
+
+
+async def new_case_with_email(store: Store, message_id: str, **case_fields: object) -> Case:
+    async with store.transaction(now=NOW) as tx:
+        case = await open_case(tx, message_id, **case_fields)  # type: ignore[arg-type]
+        await insert_email(tx, message_id, case_id=case.id)
+    return case
+
+
+# --- the file -------------------------------------------------------------------------------------
+
+
+async def test_a_new_database_file_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "nested" / "privacy-desk.sqlite3"
+    async with await Store.open(path) as store:
+        await new_case_with_email(store, "<m1@example.org>")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        for sidecar in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if sidecar.exists():
+                assert stat.S_IMODE(sidecar.stat().st_mode) == 0o600, sidecar.name
+
+
+async def test_an_existing_world_readable_database_is_tightened(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "privacy-desk.sqlite3"
+    path.touch()
+    os.chmod(path, 0o644)
+    with caplog.at_level(logging.WARNING, logger="storage.store"):
+        store = await Store.open(path)
+    await store.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "644" in caplog.text
+
+
+async def test_leftover_wal_files_of_a_world_readable_database_are_tightened(tmp_path: Path) -> None:
+    path = tmp_path / "privacy-desk.sqlite3"
+    path.touch()
+    os.chmod(path, 0o644)
+    with raw_db(path) as other:  # another process left a WAL behind (crashed, or still running)
+        other.execute("PRAGMA journal_mode = WAL")
+        other.execute("CREATE TABLE personal (x TEXT)")
+        other.execute("INSERT INTO personal VALUES ('marie.dubois@example.org')")
+        sidecars = [Path(f"{path}-wal"), Path(f"{path}-shm")]
+        for sidecar in sidecars:  # as the old file's mode made them, whatever this process's umask
+            os.chmod(sidecar, 0o644)
+        store = await Store.open(path)
+        await store.close()
+        assert [oct(stat.S_IMODE(s.stat().st_mode)) for s in sidecars] == [oct(0o600)] * 2
+
+
+async def test_wal_and_foreign_keys_are_on(store: Store) -> None:
+    with raw_db(store.path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # foreign keys are a per-connection setting: check the store's own connection by behaviour
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        async with store.transaction(now=NOW) as tx:
+            await insert_email(tx, "<orphan@example.org>", case_id=999, disposition="follow_up")
+    assert await store.known_message_ids(["<orphan@example.org>"]) == set()
+
+
+# --- migrations -----------------------------------------------------------------------------------
+
+
+async def test_migrations_set_the_schema_version(store: Store) -> None:
+    assert await store.schema_version == LATEST_SCHEMA
+    with raw_db(store.path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST_SCHEMA
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"cases", "emails", "audit_events", "mailbox_cursor", "case_counters"} <= tables
+
+
+async def test_reopening_is_idempotent_and_keeps_the_data(tmp_path: Path) -> None:
+    path = tmp_path / "privacy-desk.sqlite3"
+    async with await Store.open(path) as store:
+        case = await new_case_with_email(store, "<m1@example.org>")
+    for _ in range(2):
+        async with await Store.open(path) as store:
+            assert await store.schema_version == LATEST_SCHEMA
+            assert await store.case(ref=case.ref) == case
+            assert await store.known_message_ids(["<m1@example.org>"]) == {"<m1@example.org>"}
+
+
+async def test_a_database_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "privacy-desk.sqlite3"
+    async with await Store.open(path):
+        pass
+    with raw_db(path) as conn:
+        conn.execute(f"PRAGMA user_version = {LATEST_SCHEMA + 1}")
+    with pytest.raises(StorageError, match="newer"):
+        await Store.open(path)
+    with raw_db(path) as conn:  # left as it was
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST_SCHEMA + 1
+
+
+async def test_store_works_as_the_documented_async_context_manager(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "privacy-desk.sqlite3") as store:
+        assert await store.schema_version == LATEST_SCHEMA
+    with pytest.raises(ValueError):  # closed on leaving the block
+        await store.schema_version
+
+
+# --- case references ------------------------------------------------------------------------------
+
+
+async def test_case_references_are_sequential_per_receipt_year(store: Store) -> None:
+    refs = []
+    async with store.transaction(now=NOW) as tx:
+        for i, received in enumerate(
+            [
+                datetime(2026, 3, 1, tzinfo=UTC),
+                datetime(2026, 3, 2, tzinfo=UTC),
+                datetime(2027, 1, 4, tzinfo=UTC),
+                datetime(2026, 12, 30, tzinfo=UTC),
+                datetime(2027, 1, 5, tzinfo=UTC),
+            ]
+        ):
+            refs.append((await open_case(tx, f"<m{i}@example.org>", received_at=received)).ref)
+    assert refs == ["PRIV-2026-0001", "PRIV-2026-0002", "PRIV-2027-0001", "PRIV-2026-0003", "PRIV-2027-0002"]
+
+
+async def test_the_reference_year_is_the_local_receipt_date_not_the_utc_instant(store: Store) -> None:
+    # 23:30 UTC on 31 Dec is already 1 Jan in Brussels: the request belongs to the new year
+    async with store.transaction(now=NOW) as tx:
+        case = await open_case(
+            tx,
+            "<nye@example.org>",
+            received_at=datetime(2026, 12, 31, 23, 30, tzinfo=UTC),
+            received_date=date(2027, 1, 1),
+        )
+    assert case.ref == "PRIV-2027-0001"
+    assert case.received_at == datetime(2026, 12, 31, 23, 30, tzinfo=UTC)
+    assert case.received_date == date(2027, 1, 1)
+
+
+async def test_references_run_past_9999_without_colliding(store: Store) -> None:
+    with raw_db(store.path) as conn:
+        conn.execute("INSERT INTO case_counters (year, last_seq) VALUES (2026, 9999)")
+    async with store.transaction(now=NOW) as tx:
+        assert (await open_case(tx, "<big@example.org>")).ref == "PRIV-2026-10000"
+
+
+async def test_concurrent_tasks_get_distinct_sequential_references(store: Store) -> None:
+    async def one(i: int) -> str:
+        async with store.transaction(now=NOW) as tx:
+            case = await open_case(tx, f"<c{i}@example.org>")
+            await insert_email(tx, f"<c{i}@example.org>", case_id=case.id)
+            await asyncio.sleep(0)  # let the other tasks run in the middle of the transaction
+            return case.ref
+
+    refs = await asyncio.gather(*(one(i) for i in range(25)))
+    assert sorted(refs) == [f"PRIV-2026-{n:04d}" for n in range(1, 26)]
+
+
+async def test_two_stores_on_one_file_get_distinct_references(tmp_path: Path) -> None:
+    path = tmp_path / "privacy-desk.sqlite3"
+    async with await Store.open(path) as first, await Store.open(path) as second:
+
+        async def one(store: Store, i: int) -> str:
+            async with store.transaction(now=NOW) as tx:
+                return (await open_case(tx, f"<s{i}@example.org>")).ref
+
+        refs = await asyncio.gather(*(one(first if i % 2 else second, i) for i in range(12)))
+    assert sorted(refs) == [f"PRIV-2026-{n:04d}" for n in range(1, 13)]
+
+
+async def test_an_opened_case_reads_back_as_stored(store: Store) -> None:
+    received = datetime(2026, 11, 24, 20, 14, 3, tzinfo=UTC)
+    async with store.transaction(now=NOW) as tx:
+        case = await tx.open_case(
+            kind="erasure",
+            labels=["erasure", "access"],
+            confidence=0.75,
+            needs_review=True,
+            reasons=["supprimer", "mes données"],
+            language="fr",
+            requester_email="jerome@example.net",
+            requester_name="Jérôme Lefèvre",
+            subject="Suppression de mes données",
+            message_id="<e1@example.net>",
+            received_at=received,
+            received_date=date(2026, 11, 24),
+            due_date=date(2026, 12, 24),
+            unreadable=True,
+        )
+    assert case == Case(
+        id=case.id,
+        ref="PRIV-2026-0001",
+        kind="erasure",
+        labels=("erasure", "access"),
+        confidence=0.75,
+        needs_review=True,
+        reasons=("supprimer", "mes données"),
+        language="fr",
+        status="new",
+        requester_email="jerome@example.net",
+        requester_name="Jérôme Lefèvre",
+        subject="Suppression de mes données",
+        message_id="<e1@example.net>",
+        received_at=received,
+        received_date=date(2026, 11, 24),
+        due_date=date(2026, 12, 24),
+        unreadable=True,
+        assignee="",
+        slack_channel=None,
+        slack_root_ts=None,
+        root_post_started_at=None,
+        version=1,
+        rendered_version=0,
+        rendered_on=None,
+        created_at=NOW,
+        updated_at=NOW,
+        closed_at=None,
+    )
+    assert case.status in CASE_STATUSES
+    assert await store.case(case_id=case.id) == case
+    assert await store.case(ref="priv-2026-0001") == case  # references are case-insensitive
+    async with store.transaction(now=NOW) as tx:
+        assert await tx.case_by_ref("priv-2026-0001") == case
+        assert await tx.case_by_id(case.id) == case
+        assert await tx.case_by_ref("PRIV-2026-0002") is None
+    assert await store.case(ref="PRIV-1999-0001") is None
+    with pytest.raises(TypeError):
+        await store.case()
+
+
+async def test_an_unknown_status_is_refused_by_the_schema(store: Store) -> None:
+    case = await new_case_with_email(store, "<m1@example.org>")
+    with raw_db(store.path) as conn, pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        conn.execute("UPDATE cases SET status = 'lost' WHERE id = ?", (case.id,))
+
+
+async def test_touch_case_bumps_the_version_and_update_time(store: Store) -> None:
+    case = await new_case_with_email(store, "<m1@example.org>")
+    later = NOW + timedelta(hours=2)
+    async with store.transaction(now=later) as tx:
+        await tx.touch_case(case.id)
+    touched = await store.case(case_id=case.id)
+    assert touched is not None
+    assert (touched.version, touched.updated_at, touched.created_at) == (2, later, NOW)
+
+
+# --- emails -----------------------------------------------------------------------------------------
+
+
+async def test_an_email_reads_back_as_stored(store: Store) -> None:
+    case = await new_case_with_email(store, "<m1@example.org>")
+    [stored] = await store.emails_of_case(case.id)
+    assert stored == StoredEmail(
+        id=stored.id,
+        message_id="<m1@example.org>",
+        case_id=case.id,
+        disposition="opened_case",
+        received_at=NOW,
+        from_name="Marie Dubois",
+        from_addr="marie.dubois@example.org",
+        reply_to="",
+        subject="my data",
+        body_text="Hi, can you send me a copy?",
+        new_text="Hi, can you send me a copy?",
+        quoted_text="",
+        signature="",
+        attachments=({"filename": "id.pdf", "content_type": "application/pdf", "size": 1234},),
+        kind="access",
+        labels=("access",),
+        confidence=0.0,
+        language="und",
+        automated=False,
+        reasons=(),
+        problems=(),
+        unreadable=False,
+        html_only=False,
+        slack_ts=None,
+        slack_post_started_at=None,
+    )
+    assert await store.email(stored.id) == stored
+    assert await store.email(stored.id + 100) is None
+
+
+async def test_message_id_is_unique(store: Store) -> None:
+    await new_case_with_email(store, "<m1@example.org>")
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        async with store.transaction(now=NOW) as tx:
+            await insert_email(tx, "<m1@example.org>", case_id=None, disposition="automated")
+    async with store.transaction(now=NOW) as tx:
+        assert await tx.email_exists("<m1@example.org>")
+        assert not await tx.email_exists("<m2@example.org>")
+    assert await store.email_counts() == {"opened_case": 1}
+
+
+async def test_an_unknown_disposition_is_refused_by_the_schema(store: Store) -> None:
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        async with store.transaction(now=NOW) as tx:
+            await insert_email(tx, "<m1@example.org>", case_id=None, disposition="spam")
+
+
+async def test_case_for_message_ids_finds_the_case_of_the_latest_known_email(store: Store) -> None:
+    first = await new_case_with_email(store, "<a1@example.org>")
+    second = await new_case_with_email(store, "<b1@example.org>")
+    async with store.transaction(now=NOW) as tx:
+        await insert_email(tx, "<a2@example.org>", case_id=first.id, disposition="follow_up")
+        assert await tx.case_for_message_ids([]) is None
+        assert await tx.case_for_message_ids(["<unknown@example.org>"]) is None
+        assert await tx.case_for_message_ids(["<unknown@example.org>", "<a1@example.org>"]) == first
+        found = await tx.case_for_message_ids(["<a1@example.org>", "<b1@example.org>", "<a2@example.org>"])
+        assert found is not None
+        assert found.id == first.id  # <a2> is the most recently stored of them
+        assert await tx.case_for_message_ids(["<b1@example.org>"]) == second
+
+
+async def test_known_message_ids_handles_more_than_500_ids(store: Store) -> None:
+    stored = [f"<k{i}@example.org>" for i in range(0, 1300, 3)]
+    async with store.transaction(now=NOW) as tx:
+        for mid in stored:
+            await insert_email(tx, mid, case_id=None, disposition="historical")
+    asked = [f"<k{i}@example.org>" for i in range(1300)] + ["<k0@example.org>"] * 3
+    assert await store.known_message_ids(asked) == set(stored)
+    assert await store.known_message_ids(iter(stored[:2])) == set(stored[:2])
+    assert await store.known_message_ids([]) == set()
+    assert await store.email_counts() == {"historical": len(stored)}
+
+
+# --- audit trail ------------------------------------------------------------------------------------
+
+
+async def test_audit_events_are_appended_and_read_back(store: Store) -> None:
+    case = await new_case_with_email(store, "<m1@example.org>")
+    async with store.transaction(now=NOW) as tx:
+        await tx.audit(case_id=case.id, actor="system", action="case.opened", after={"status": "new"})
+    async with store.transaction(now=NOW + timedelta(minutes=5)) as tx:
+        await tx.audit(
+            case_id=case.id,
+            actor="UALICE01",
+            action="case.claimed",
+            before={"assignee": ""},
+            after={"assignee": "UALICE01"},
+            note="mine",
+        )
+    first, second = await store.audit_trail(case.id)
+    assert (first.actor, first.action, first.at, first.before, first.after, first.note) == (
+        "system",
+        "case.opened",
+        NOW,
+        None,
+        {"status": "new"},
+        "",
+    )
+    assert (second.actor, second.action, second.at, second.before, second.after, second.note) == (
+        "UALICE01",
+        "case.claimed",
+        NOW + timedelta(minutes=5),
+        {"assignee": ""},
+        {"assignee": "UALICE01"},
+        "mine",
+    )
+    assert await store.audit_trail(case.id + 1) == []
+
+
+@pytest.mark.parametrize(
+    "statement", ["UPDATE audit_events SET actor = 'UMALLORY'", "DELETE FROM audit_events"]
+)
+async def test_audit_events_cannot_be_changed_or_deleted(store: Store, statement: str) -> None:
+    case = await new_case_with_email(store, "<m1@example.org>")
+    async with store.transaction(now=NOW) as tx:
+        await tx.audit(case_id=case.id, actor="system", action="case.opened")
+    with raw_db(store.path) as conn, pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute(statement)
+    [event] = await store.audit_trail(case.id)
+    assert event.actor == "system"
+
+
+# --- transactions -----------------------------------------------------------------------------------
+
+
+class Boom(Exception):
+    pass
+
+
+async def test_a_transaction_that_raises_rolls_back_everything(store: Store) -> None:
+    async with store.transaction(now=NOW) as tx:
+        await tx.reset_cursor("INBOX", uidvalidity=7, backfill_before_uid=1)
+    with pytest.raises(Boom):
+        async with store.transaction(now=NOW) as tx:
+            case = await open_case(tx, "<m1@example.org>")
+            await insert_email(tx, "<m1@example.org>", case_id=case.id)
+            await tx.audit(case_id=case.id, actor="system", action="case.opened")
+            await tx.advance_cursor("INBOX", uidvalidity=7, uid=42)
+            raise Boom
+    assert await store.cases() == []
+    assert await store.known_message_ids(["<m1@example.org>"]) == set()
+    cursor = await store.cursor("INBOX")
+    assert cursor is not None
+    assert cursor.last_uid == 0
+    assert await store.email_counts() == {}
+    # the reference counter was rolled back too: the next case is still number 1
+    case = await new_case_with_email(store, "<m2@example.org>")
+    assert case.ref == "PRIV-2026-0001"
+    assert await store.audit_trail(case.id) == []
+
+
+async def test_a_cancelled_transaction_rolls_back_and_frees_the_store(store: Store) -> None:
+    entered = asyncio.Event()
+
+    async def stuck() -> None:
+        async with store.transaction(now=NOW) as tx:
+            await open_case(tx, "<m1@example.org>")
+            entered.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(stuck())
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await store.cases() == []
+    assert (await new_case_with_email(store, "<m2@example.org>")).ref == "PRIV-2026-0001"
+
+
+async def test_a_committed_transaction_is_visible_to_another_connection(store: Store) -> None:
+    case = await new_case_with_email(store, "<m1@example.org>")
+    with raw_db(store.path) as conn:
+        assert conn.execute("SELECT ref FROM cases").fetchall() == [(case.ref,)]
+
+
+# --- mailbox cursor -----------------------------------------------------------------------------------
+
+
+async def test_cursor_reset_advance_and_never_backwards(store: Store) -> None:
+    assert await store.cursor("INBOX") is None
+    async with store.transaction(now=NOW) as tx:
+        assert await tx.cursor("INBOX") is None
+        await tx.reset_cursor("INBOX", uidvalidity=1000, backfill_before_uid=51)
+        await tx.advance_cursor("INBOX", uidvalidity=1000, uid=10)
+        await tx.advance_cursor("INBOX", uidvalidity=1000, uid=7)  # never moves backwards
+        cursor = await tx.cursor("INBOX")
+    assert cursor is not None
+    assert (cursor.folder, cursor.uidvalidity, cursor.last_uid, cursor.backfill_before_uid) == (
+        "INBOX",
+        1000,
+        10,
+        51,
+    )
+    assert await store.cursor("INBOX") == cursor
+
+
+async def test_advancing_under_another_uidvalidity_raises(store: Store) -> None:
+    async with store.transaction(now=NOW) as tx:
+        await tx.reset_cursor("INBOX", uidvalidity=1000, backfill_before_uid=1)
+        await tx.advance_cursor("INBOX", uidvalidity=1000, uid=10)
+    with pytest.raises(StorageError):
+        async with store.transaction(now=NOW) as tx:
+            await tx.advance_cursor("INBOX", uidvalidity=2000, uid=11)
+    with pytest.raises(StorageError):
+        async with store.transaction(now=NOW) as tx:
+            await tx.advance_cursor("Archive", uidvalidity=1000, uid=11)
+    cursor = await store.cursor("INBOX")
+    assert cursor is not None
+    assert (cursor.uidvalidity, cursor.last_uid) == (1000, 10)
+
+
+async def test_resetting_after_a_uidvalidity_change_starts_the_folder_again(store: Store) -> None:
+    async with store.transaction(now=NOW) as tx:
+        await tx.reset_cursor("INBOX", uidvalidity=1000, backfill_before_uid=1)
+        await tx.advance_cursor("INBOX", uidvalidity=1000, uid=99)
+        await tx.reset_cursor("INBOX", uidvalidity=2000, backfill_before_uid=120)
+        await tx.reset_cursor("Archive", uidvalidity=5, backfill_before_uid=3)
+    inbox, archive = await store.cursor("INBOX"), await store.cursor("Archive")
+    assert inbox is not None and archive is not None
+    assert (inbox.uidvalidity, inbox.last_uid, inbox.backfill_before_uid) == (2000, 0, 120)
+    assert (archive.uidvalidity, archive.last_uid, archive.backfill_before_uid) == (5, 0, 3)
+
+
+# --- Slack publishing queries -----------------------------------------------------------------------
+
+
+async def test_cases_without_root_until_the_root_is_saved(store: Store) -> None:
+    first = await new_case_with_email(store, "<m1@example.org>")
+    second = await new_case_with_email(store, "<m2@example.org>")
+    assert [c.ref for c in await store.cases_without_root()] == [first.ref, second.ref]
+    assert [c.ref for c in await store.cases_without_root(limit=1)] == [first.ref]
+
+    started = NOW + timedelta(seconds=5)
+    await store.mark_root_post_started(first.id, at=started)
+    marked = await store.case(case_id=first.id)
+    assert marked is not None
+    assert marked.root_post_started_at == started
+    assert [c.ref for c in await store.cases_without_root()] == [
+        first.ref,
+        second.ref,
+    ]  # not yet known in Slack
+
+    await store.save_root(
+        first.id, channel="C0STAFF01", ts="1764060000.000100", version=1, rendered_on=date(2026, 11, 25)
+    )
+    assert [c.ref for c in await store.cases_without_root()] == [second.ref]
+    saved = await store.case(case_id=first.id)
+    assert saved is not None
+    assert (saved.slack_channel, saved.slack_root_ts, saved.rendered_version, saved.rendered_on) == (
+        "C0STAFF01",
+        "1764060000.000100",
+        1,
+        date(2026, 11, 25),
+    )
+
+
+async def test_cases_to_rerender_after_a_change_and_on_a_new_day(store: Store) -> None:
+    today, tomorrow = date(2026, 11, 25), date(2026, 11, 26)
+    case = await new_case_with_email(store, "<m1@example.org>")
+    unposted = await new_case_with_email(store, "<m2@example.org>")
+    assert await store.cases_to_rerender(today=today) == []  # nothing posted yet
+
+    await store.save_root(case.id, channel="C0STAFF01", ts="1.1", version=1, rendered_on=today)
+    assert await store.cases_to_rerender(today=today) == []  # shows the current version, as of today
+    assert [c.id for c in await store.cases_to_rerender(today=tomorrow)] == [case.id]  # days left changed
+
+    async with store.transaction(now=NOW) as tx:
+        await tx.touch_case(case.id)
+    [changed] = await store.cases_to_rerender(today=today)
+    assert (changed.id, changed.version, changed.rendered_version) == (case.id, 2, 1)
+
+    await store.mark_rendered(case.id, version=2, rendered_on=today)
+    assert await store.cases_to_rerender(today=today) == []
+    await store.mark_rendered(case.id, version=1, rendered_on=today)  # a late, older render
+    again = await store.case(case_id=case.id)
+    assert again is not None
+    assert again.rendered_version == 2  # never moves backwards
+    assert unposted.id not in [c.id for c in await store.cases_to_rerender(today=tomorrow)]
+
+
+async def test_a_resolved_case_is_not_rerendered_for_a_new_day_only_for_a_change(store: Store) -> None:
+    today, later = date(2026, 11, 25), date(2026, 12, 3)
+    case = await new_case_with_email(store, "<m1@example.org>")
+    await store.save_root(case.id, channel="C0STAFF01", ts="1.1", version=1, rendered_on=today)
+    with raw_db(store.path) as conn:
+        conn.execute("UPDATE cases SET status = 'resolved' WHERE id = ?", (case.id,))
+    assert await store.cases_to_rerender(today=later) == []
+    async with store.transaction(now=NOW) as tx:
+        await tx.touch_case(case.id)
+    assert [c.id for c in await store.cases_to_rerender(today=later)] == [case.id]
+
+
+async def test_save_root_does_not_lower_the_rendered_version(store: Store) -> None:
+    case = await new_case_with_email(store, "<m1@example.org>")
+    await store.mark_rendered(case.id, version=3, rendered_on=date(2026, 11, 25))
+    await store.save_root(case.id, channel="C0STAFF01", ts="1.1", version=1, rendered_on=date(2026, 11, 26))
+    saved = await store.case(case_id=case.id)
+    assert saved is not None
+    assert (saved.rendered_version, saved.rendered_on) == (3, date(2026, 11, 26))
+
+
+async def test_emails_without_reply_only_for_posted_cases(store: Store) -> None:
+    posted = await new_case_with_email(store, "<p1@example.org>")
+    waiting = await new_case_with_email(store, "<w1@example.org>")
+    async with store.transaction(now=NOW) as tx:
+        await insert_email(tx, "<p2@example.org>", case_id=posted.id, disposition="follow_up")
+        await insert_email(tx, "<auto@example.org>", case_id=None, disposition="automated")
+        await insert_email(tx, "<w2@example.org>", case_id=waiting.id, disposition="follow_up")
+    assert await store.emails_without_reply() == []  # no case has a root yet
+
+    await store.save_root(posted.id, channel="C0STAFF01", ts="1.1", version=1, rendered_on=date(2026, 11, 25))
+    pending = await store.emails_without_reply()
+    assert [(e.message_id, c.ref) for e, c in pending] == [
+        ("<p1@example.org>", posted.ref),
+        ("<p2@example.org>", posted.ref),
+    ]
+    assert pending[0][1].slack_root_ts == "1.1"
+    assert len(await store.emails_without_reply(limit=1)) == 1
+
+    first = pending[0][0]
+    started = NOW + timedelta(seconds=3)
+    await store.mark_email_post_started(first.id, at=started)
+    marked = await store.email(first.id)
+    assert marked is not None
+    assert marked.slack_post_started_at == started
+    assert len(await store.emails_without_reply()) == 2  # started is not done
+
+    await store.save_email_reply(first.id, ts="1.2")
+    assert [e.message_id for e, _ in await store.emails_without_reply()] == ["<p2@example.org>"]
+    replied = await store.email(first.id)
+    assert replied is not None
+    assert replied.slack_ts == "1.2"
+
+
+async def test_cases_can_be_listed_by_status(store: Store) -> None:
+    first = await new_case_with_email(store, "<m1@example.org>")
+    second = await new_case_with_email(store, "<m2@example.org>")
+    with raw_db(store.path) as conn:
+        conn.execute("UPDATE cases SET status = 'in_progress' WHERE id = ?", (second.id,))
+    assert [c.id for c in await store.cases()] == [first.id, second.id]
+    assert [c.id for c in await store.cases(statuses=["in_progress"])] == [second.id]
+    assert [c.id for c in await store.cases(statuses=["new", "in_progress"], limit=1)] == [first.id]
+    assert await store.cases(statuses=["resolved"]) == []
+
+
+# --- helpers of the storage format -------------------------------------------------------------------
+
+
+def test_instants_are_stored_as_utc_iso_text() -> None:
+    from zoneinfo import ZoneInfo
+
+    local = datetime(2026, 11, 25, 10, 15, 30, 999, tzinfo=ZoneInfo("Europe/Brussels"))
+    assert iso(local) == "2026-11-25T09:15:30+00:00"
+    assert parse_instant(iso(local)) == local.replace(microsecond=0)
+    assert parse_instant(None) is None
+    assert parse_instant("") is None
+    with pytest.raises(ValueError, match="aware"):
+        iso(datetime(2026, 11, 25, 10, 15))
