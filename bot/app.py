@@ -7,7 +7,9 @@ everything from `Settings` once, and tests build the same objects against the Sl
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
@@ -22,6 +24,8 @@ import handlers
 from bot.errors import redacted
 from bot.settings import Settings
 from handlers.deadlines import Calendar
+from handlers.staff import StaffDirectory
+from handlers.systems import Inventory
 from storage.store import Store
 
 __all__ = ["Desk", "build_client", "create_app"]
@@ -36,6 +40,10 @@ class Desk:
     settings: Settings
     store: Store
     calendar: Calendar
+    staff: StaffDirectory
+    inventory: Inventory | None = None
+    notify: Callable[[], None] = lambda: None  # asks the publisher to bring Slack up to date
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
 def build_client(settings: Settings, *, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
@@ -54,8 +62,21 @@ def build_client(settings: Settings, *, session: aiohttp.ClientSession | None = 
     )
 
 
-def create_app(settings: Settings, *, store: Store, client: AsyncWebClient) -> AsyncApp:
-    """The Bolt app with every listener registered and the services injected as `desk`."""
+def create_app(
+    settings: Settings,
+    *,
+    store: Store,
+    client: AsyncWebClient,
+    inventory: Inventory | None = None,
+    notify: Callable[[], None] | None = None,
+    staff: StaffDirectory | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> AsyncApp:
+    """The Bolt app with every listener registered and the services injected as `desk`.
+
+    `notify` is called after every change a listener commits (the runtime passes the publisher's);
+    `staff` defaults to `SLACK_STAFF_USER_IDS`, else the staff channel's members.
+    """
     secret = settings.slack.signing_secret
     app = AsyncApp(
         client=client,
@@ -63,7 +84,16 @@ def create_app(settings: Settings, *, store: Store, client: AsyncWebClient) -> A
         request_verification_enabled=settings.slack.mode == "http",
         logger=logging.getLogger("slack_bolt"),
     )
-    desk = Desk(settings=settings, store=store, calendar=settings.calendar)
+    desk = Desk(
+        settings=settings,
+        store=store,
+        calendar=settings.calendar,
+        staff=staff
+        or StaffDirectory(client, channel=settings.slack.channel_id, fixed=settings.slack.staff_user_ids),
+        inventory=inventory,
+        notify=notify or (lambda: None),
+        clock=clock or (lambda: datetime.now(UTC)),
+    )
 
     @app.middleware
     async def inject_desk(context, next):

@@ -112,8 +112,11 @@ def _configure_logging(level: str) -> None:
 def _run(environ: dict[str, str], http_port: int | None) -> int:
     from bot.runtime import run
 
+    from handlers.systems import load_inventory
+
     settings = Settings.from_env(environ, http_port=http_port)
-    return asyncio.run(run(settings))
+    inventory = load_inventory(settings.systems_file)
+    return asyncio.run(run(settings, inventory=inventory))
 
 
 def _deadline(environ: dict[str, str], args: argparse.Namespace) -> int:

@@ -12,6 +12,15 @@ failures as imapclient's `IMAPClientError` / `OSError`; they are not wrapped.
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+
+
+#: What a Slack Web API call can raise once slack-sdk's retry handlers have given up.
+SLACK_FAILURES: tuple[type[BaseException], ...] = (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
 
 class PrivacyDeskError(Exception):
     """Base class of the errors below."""
@@ -31,7 +40,14 @@ class StorageError(PrivacyDeskError):
 
 
 class TransitionError(StorageError):
-    """A change that the case's current state does not allow (e.g. resolving a resolved case)."""
+    """A change that the case's current state does not allow (e.g. resolving a resolved case).
+
+    The message is written for staff; `field` names the modal input it concerns, if any.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class MailboxError(PrivacyDeskError):

@@ -21,10 +21,12 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.app import build_client, create_app
 from bot.backoff import Backoff, Outage
+from bot.errors import SLACK_FAILURES
 from bot.mailbox import MailboxWatcher
 from bot.settings import Settings
-from handlers.intake import IntakeOutcome, take_in, take_in_unparsed
-from handlers.publishing import SLACK_FAILURES, Publisher
+from handlers.intake import IntakeOutcome, IntakeRules, take_in, take_in_unparsed
+from handlers.publishing import Publisher
+from handlers.systems import Inventory
 from storage.store import Store
 
 __all__ = ["build_watcher", "run"]
@@ -32,7 +34,13 @@ __all__ = ["build_watcher", "run"]
 logger = logging.getLogger(__name__)
 
 
-async def run(settings: Settings, *, stop: asyncio.Event | None = None, handle_signals: bool = True) -> int:
+async def run(
+    settings: Settings,
+    *,
+    inventory: Inventory | None = None,
+    stop: asyncio.Event | None = None,
+    handle_signals: bool = True,
+) -> int:
     """Run until `stop` is set or SIGTERM/SIGINT arrives; returns the exit status (0)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -47,14 +55,14 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None, handle_s
         session = aiohttp.ClientSession()
         stack.push_async_callback(session.close)
         client = build_client(settings, session=session)
-        app = create_app(settings, store=store, client=client)
         publisher = Publisher(store, client, channel=settings.slack.channel_id, calendar=settings.calendar)
+        app = create_app(settings, store=store, client=client, inventory=inventory, notify=publisher.notify)
 
         def delivered(outcome: IntakeOutcome) -> None:
             if outcome.case_ref is not None:
                 publisher.notify_threadsafe(loop)
 
-        watcher = build_watcher(settings, store, loop=loop, on_delivered=delivered)
+        watcher = build_watcher(settings, store, loop=loop, inventory=inventory, on_delivered=delivered)
         folder = settings.imap.folder
         tasks: list[asyncio.Task[None]] = []
         try:
@@ -80,10 +88,14 @@ def build_watcher(
     store: Store,
     *,
     loop: asyncio.AbstractEventLoop,
+    inventory: Inventory | None = None,
     on_delivered: Callable[[IntakeOutcome], None] | None = None,
 ) -> MailboxWatcher:
     """The mailbox watcher wired to the intake use case and the store's cursor."""
     calendar = settings.calendar
+    rules = IntakeRules(
+        authserv_id=settings.imap.authserv_id, inventory=inventory, pause_clock=settings.clock_pause_on_wait
+    )
 
     async def reset_cursor(folder: str, uidvalidity: int, uidnext: int) -> None:
         async with store.transaction() as tx:
@@ -92,7 +104,7 @@ def build_watcher(
     return MailboxWatcher(
         settings.imap,
         loop=loop,
-        deliver=lambda m: take_in(store, m, calendar=calendar),
+        deliver=lambda m: take_in(store, m, calendar=calendar, rules=rules),
         fallback=lambda m, e: take_in_unparsed(store, m, e, calendar=calendar),
         get_cursor=store.cursor,
         reset_cursor=reset_cursor,

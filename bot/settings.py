@@ -176,6 +176,7 @@ class Settings:
     clock_pause_on_wait: bool = False
     retention_days: int = 730
     mail_from: str = ""
+    systems_file: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, http_port: int | None = None) -> Settings:
@@ -267,6 +268,7 @@ class Settings:
             clock_pause_on_wait=r.flag("CLOCK_PAUSE_ON_WAIT", False),
             retention_days=r.integer("RETENTION_DAYS", 730, minimum=1),
             mail_from=mail_from,
+            systems_file=Path(systems) if (systems := r.optional("SYSTEMS_FILE")) else None,
         )
 
 

@@ -13,5 +13,6 @@ __all__ = ["register"]
 
 def register(app: Any) -> None:
     """Register every Slack listener module on `app` (a slack-bolt `AsyncApp`)."""
-    # Listener modules (case actions, /privacy, App Home) register here as they are added.
-    return None
+    from handlers import case_listeners
+
+    case_listeners.register(app)

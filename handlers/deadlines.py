@@ -50,17 +50,21 @@ class Calendar:
             day += timedelta(days=1)
         return day
 
-    def due_date(self, received_at: datetime, *, kind: str = "gdpr", extended: bool = False) -> date:
+    def due_date(
+        self, received_at: datetime, *, kind: str = "gdpr", extended: bool = False, paused_days: int = 0
+    ) -> date:
         """The last day to answer a request received at the aware instant `received_at`.
 
         `kind="complaint"` gives receipt + `complaint_days` calendar days, not moved;
         any other kind gives the GDPR art. 12(3) month (three months when `extended`).
+        `paused_days` (days the clock stood still while waiting for the requester) are added
+        before the weekend/holiday roll-forward.
         """
         received = self.local_date(received_at)
         if kind == "complaint":
-            return received + timedelta(days=self.complaint_days)
+            return received + timedelta(days=self.complaint_days + paused_days)
         months = 3 if extended else 1
-        return self.next_working_day(received + relativedelta(months=months))
+        return self.next_working_day(received + relativedelta(months=months) + timedelta(days=paused_days))
 
     def extension_allowed_until(self, received_at: datetime) -> date:
         """Last day on which an extension may still be decided and notified: the one-month due date."""

@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from handlers.authentication import check_sender
+from handlers.case_actions import end_wait
 from handlers.classification import Classification, classify
 from handlers.deadlines import Calendar
 from handlers.parsing import InboundEmail, parse_email, synthetic_message_id
+from handlers.systems import Inventory, checklist_for
 from storage.models import Case
 from storage.store import Store, Tx, iso
 
-__all__ = ["CASE_REF", "IncomingMessage", "IntakeOutcome", "take_in", "take_in_unparsed"]
+__all__ = ["CASE_REF", "IncomingMessage", "IntakeOutcome", "IntakeRules", "take_in", "take_in_unparsed"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +61,27 @@ class IntakeOutcome:
     case_ref: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class IntakeRules:
+    """How intake treats new mail: our mail server's authserv-id (for the spoofing warning), the
+    data inventory (each new case's checklist) and whether waiting for the requester pauses the
+    legal clock."""
+
+    authserv_id: str | None = None
+    inventory: Inventory | None = None
+    pause_clock: bool = False
+
+
+NO_RULES = IntakeRules()
+
+
 async def take_in(
-    store: Store, message: IncomingMessage, *, calendar: Calendar, now: datetime | None = None
+    store: Store,
+    message: IncomingMessage,
+    *,
+    calendar: Calendar,
+    rules: IntakeRules = NO_RULES,
+    now: datetime | None = None,
 ) -> IntakeOutcome:
     """Store one message exactly once and advance the folder's cursor past it.
 
@@ -68,13 +90,16 @@ async def take_in(
       stored on that case as a follow-up;
     - an auto-reply or bounce: recorded, never a case;
     - mail older than the backfill window on the first start: recorded, never a case;
-    - anything else, unreadable messages included: a new case with its legal due date.
+    - anything else, unreadable messages included: a new case with its legal due date, its
+      data-system checklist and what our own mail server said about the sender.
+
+    An answer from the requester to a case waiting for them ends the wait.
     """
     now = now or datetime.now(UTC)
     # parsing and classifying are CPU work that pathological mail can stretch: off the event loop
     email, verdict = await asyncio.to_thread(_read, message.raw)
     async with store.transaction(now=now) as tx:
-        outcome = await _record(tx, message, email, verdict, calendar)
+        outcome = await _record(tx, message, email, verdict, calendar, rules)
         await tx.advance_cursor(message.folder, uidvalidity=message.uidvalidity, uid=message.uid)
     if outcome.action == "opened_case":
         logger.info("case %s opened (%s)", outcome.case_ref, verdict.kind)
@@ -152,7 +177,12 @@ async def take_in_unparsed(
 
 
 async def _record(
-    tx: Tx, message: IncomingMessage, email: InboundEmail, verdict: Classification, calendar: Calendar
+    tx: Tx,
+    message: IncomingMessage,
+    email: InboundEmail,
+    verdict: Classification,
+    calendar: Calendar,
+    rules: IntakeRules,
 ) -> IntakeOutcome:
     if await tx.email_exists(email.message_id):
         return IntakeOutcome("duplicate", email.message_id)
@@ -169,6 +199,17 @@ async def _record(
             action=f"email.{disposition}",
             after={"kind": verdict.kind, "labels": list(verdict.labels)},
         )
+        requester = case.requester_email.lower()
+        if (
+            disposition == "follow_up"
+            and case.status == "awaiting_requester"
+            and requester
+            and requester in (email.from_addr.lower(), email.reply_to.lower())
+        ):
+            await end_wait(
+                tx, case, actor="system", now=tx.now, calendar=calendar, pause_clock=rules.pause_clock,
+                by_requester=True,
+            )
         return IntakeOutcome(
             "follow_up" if disposition == "follow_up" else "automated", email.message_id, case.ref
         )
@@ -179,6 +220,7 @@ async def _record(
         return IntakeOutcome(disposition, email.message_id)
 
     due_kind = "complaint" if verdict.kind == "complaint" else "gdpr"
+    sender = check_sender(email, rules.authserv_id)
     reasons = list(verdict.reasons)
     if email.unreadable:
         reasons.insert(0, "could not be read")
@@ -197,7 +239,11 @@ async def _record(
         received_date=calendar.local_date(message.arrived_at),
         due_date=calendar.due_date(message.arrived_at, kind=due_kind),
         unreadable=email.unreadable,
+        sender_check=sender.status,
+        sender_check_detail=sender.detail,
     )
+    if rules.inventory is not None:
+        await tx.replace_checklist(case.id, checklist_for(rules.inventory, case.labels))
     await tx.insert_email(
         **_email_fields(message, email, verdict, case_id=case.id, disposition="opened_case")
     )

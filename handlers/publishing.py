@@ -20,23 +20,27 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.backoff import Backoff, Outage
+from bot.errors import SLACK_FAILURES
 from handlers.deadlines import Calendar
 from handlers.render import (
-    EMAIL_EVENT_TYPE,
     ROOT_EVENT_TYPE,
+    RootContext,
     case_metadata,
     case_root_blocks,
     case_root_text,
+    checklist_message,
+    checklist_metadata,
     email_metadata,
     email_reply,
     escape_mrkdwn,
+    note_blocks,
+    note_metadata,
 )
-from storage.models import Case, StoredEmail
+from storage.models import Case, StoredEmail, ThreadNote
 from storage.store import Store
 
 __all__ = ["Publisher"]
@@ -55,8 +59,6 @@ _BAD_MESSAGE = {
 }
 #: Errors that mean the message to update is gone.
 _GONE = {"message_not_found", "cant_update_message", "edit_window_closed"}
-#: What a failed Slack call can raise once slack-sdk's retry handlers have given up.
-SLACK_FAILURES = (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
 class Publisher:
@@ -112,7 +114,8 @@ class Publisher:
         return self.calendar.local_date(self.clock())
 
     async def publish_pending(self) -> bool:
-        """One round: post missing roots, then missing thread replies, then stale roots.
+        """One round: post missing roots, then missing thread replies (emails, checklists, notes),
+        then stale roots.
         Returns whether anything was done (so the caller goes round again at once)."""
         done = False
         for case in await self.store.cases_without_root(limit=50):
@@ -120,6 +123,12 @@ class Publisher:
             done = True
         for email, case in await self.store.emails_without_reply(limit=50):
             await self.post_email(email, case)
+            done = True
+        for case in await self.store.checklists_to_publish(limit=50):
+            await self.publish_checklist(case)
+            done = True
+        for note, case in await self.store.notes_without_post(limit=50):
+            await self.post_note(note, case)
             done = True
         if not done:
             for case in await self.store.cases_to_rerender(today=self.today, limit=50):
@@ -153,9 +162,8 @@ class Publisher:
             "unfurl_media": False,
         }
         try:
-            resp = await self.client.chat_postMessage(
-                blocks=case_root_blocks(case, today=today, tz=tz), **kwargs
-            )
+            blocks = case_root_blocks(case, today=today, tz=tz, context=await self._root_context(case))
+            resp = await self.client.chat_postMessage(blocks=blocks, **kwargs)
         except SlackApiError as e:
             if _code(e) not in _BAD_MESSAGE:
                 raise
@@ -202,7 +210,9 @@ class Publisher:
                 channel=case.slack_channel or self.channel,
                 ts=case.slack_root_ts,
                 text=case_root_text(case, today=today),
-                blocks=case_root_blocks(case, today=today, tz=self.calendar.tz),
+                blocks=case_root_blocks(
+                    case, today=today, tz=self.calendar.tz, context=await self._root_context(case)
+                ),
                 metadata=case_metadata(case),
             )
         except SlackApiError as e:
@@ -220,7 +230,7 @@ class Publisher:
         assert case.slack_root_ts is not None
         channel = case.slack_channel or self.channel
         if email.slack_post_started_at is not None:
-            ts = await self._find_reply(channel, case.slack_root_ts, email)
+            ts = await self._find_reply(channel, case.slack_root_ts, email_metadata(case, email))
             if ts is not None:
                 await self.store.save_email_reply(email.id, ts=ts)
                 return
@@ -260,7 +270,8 @@ class Publisher:
             )
         await self.store.save_email_reply(email.id, ts=str(resp["ts"]))
 
-    async def _find_reply(self, channel: str, thread_ts: str, email: StoredEmail) -> str | None:
+    async def _find_reply(self, channel: str, thread_ts: str, metadata: dict[str, Any]) -> str | None:
+        """The ts of a reply in the thread that carries exactly this metadata, if any."""
         cursor = None
         for _ in range(20):
             resp = await self.client.conversations_replies(
@@ -268,16 +279,79 @@ class Publisher:
             )
             for msg in resp.get("messages") or []:
                 md = msg.get("metadata") or {}
-                if (
-                    md.get("event_type") == EMAIL_EVENT_TYPE
-                    and (md.get("event_payload") or {}).get("message_id") == email.message_id
-                ):
+                if md.get("event_type") == metadata["event_type"] and md.get("event_payload") == metadata[
+                    "event_payload"
+                ]:
                     return str(msg["ts"])
             cursor = (resp.get("response_metadata") or {}).get("next_cursor")
             if not resp.get("has_more") or not cursor:
                 return None
         return None
 
+    async def _root_context(self, case: Case) -> RootContext:
+        items = await self.store.checklist(case.id)
+        links = tuple(
+            ("Split off" if other.id == case.split_from_case_id else "Split into", other.ref)
+            for other in await self.store.linked_cases(case)
+        )
+        return RootContext(
+            checklist_done=sum(1 for i in items if i.done), checklist_total=len(items), links=links
+        )
+
+    # --- checklists and notes ----------------------------------------------------------------------
+    async def publish_checklist(self, case: Case) -> None:
+        """Post the case's checklist message in its thread, or update it to the current state."""
+        assert case.slack_root_ts is not None
+        channel = case.slack_channel or self.channel
+        version = case.checklist_version
+        text, blocks = checklist_message(case, await self.store.checklist(case.id))
+        ts = case.checklist_ts
+        if ts is None and case.checklist_post_started_at is not None:
+            ts = await self._find_reply(channel, case.slack_root_ts, checklist_metadata(case))
+        if ts is None:
+            await self.store.mark_checklist_post_started(case.id, at=self.clock())
+            resp = await self.client.chat_postMessage(
+                channel=channel,
+                thread_ts=case.slack_root_ts,
+                text=text,
+                blocks=blocks,
+                metadata=checklist_metadata(case),
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+            ts = str(resp["ts"])
+        else:
+            try:
+                await self.client.chat_update(
+                    channel=channel, ts=ts, text=text, blocks=blocks, metadata=checklist_metadata(case)
+                )
+            except SlackApiError as e:
+                if _code(e) not in _GONE:
+                    raise
+                logger.warning("case %s: checklist message can no longer be updated (%s)", case.ref, _code(e))
+        await self.store.save_checklist(case.id, ts=ts, version=version)
+
+    async def post_note(self, note: ThreadNote, case: Case) -> None:
+        """Post a one-line record of an action in the case thread, exactly once."""
+        assert case.slack_root_ts is not None
+        channel = case.slack_channel or self.channel
+        metadata = note_metadata(case, note.id)
+        if note.post_started_at is not None:
+            ts = await self._find_reply(channel, case.slack_root_ts, metadata)
+            if ts is not None:
+                await self.store.save_note_ts(note.id, ts=ts)
+                return
+        await self.store.mark_note_post_started(note.id, at=self.clock())
+        resp = await self.client.chat_postMessage(
+            channel=channel,
+            thread_ts=case.slack_root_ts,
+            text=note.text,
+            blocks=list(note.blocks) if note.blocks else note_blocks(note.text),
+            metadata=metadata,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        await self.store.save_note_ts(note.id, ts=str(resp["ts"]))
 
 def _fallback_blocks(case: Case) -> list[dict[str, object]]:
     return [

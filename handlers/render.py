@@ -9,11 +9,12 @@ header, 50 blocks per message).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from handlers.deadlines import days_left
-from storage.models import Case, StoredEmail
+from storage.models import Case, ChecklistItem, StoredEmail
 
 __all__ = [
     "ROOT_EVENT_TYPE",
@@ -143,9 +144,68 @@ def case_root_text(case: Case, *, today: date) -> str:
     )
 
 
-def case_root_blocks(case: Case, *, today: date, tz: ZoneInfo) -> list[dict[str, object]]:
+@dataclass(frozen=True, slots=True)
+class RootContext:
+    """What the root shows besides the case itself: checklist progress and linked cases."""
+
+    checklist_done: int = 0
+    checklist_total: int = 0
+    links: tuple[tuple[str, str], ...] = ()  # (relation, case reference), e.g. ("split off", "PRIV-2026-0005")
+
+
+IDENTITY_LABELS = {
+    "same_address": "same address as our records",
+    "id_document": "ID document checked",
+    "known_contact": "known contact",
+}
+
+
+def _identity(case: Case) -> str:
+    if case.identity_status == "not_needed":
+        return "Not needed" + (f" ({mention(case.identity_by)})" if case.identity_by else "")
+    if case.identity_status == "verified":
+        how = IDENTITY_LABELS.get(case.identity_method, case.identity_method)
+        return f"Verified: {how}" + (f" ({mention(case.identity_by)})" if case.identity_by else "")
+    return "_Not verified_"
+
+
+def _button(text: str, action_id: str, value: str, *, style: str | None = None) -> dict[str, object]:
+    button: dict[str, object] = {"type": "button", "text": _plain(text, 75), "action_id": action_id, "value": value}
+    if style:
+        button["style"] = style
+    return button
+
+
+def case_actions(case: Case) -> list[dict[str, object]]:
+    """The buttons of a case root: Claim (and an "Assign to…" picker), Change type, Verify identity,
+    Extend, waiting for the requester, Resolve — or Reopen once resolved."""
+    value = str(case.id)
+    if not case.is_open:
+        return [{"type": "actions", "block_id": f"case-actions-{case.id}", "elements": [
+            _button("Reopen", "case.reopen", value)]}]
+    elements: list[dict[str, object]] = [
+        _button("Claim", "case.claim", value, style=None if case.assignee else "primary"),
+        {"type": "users_select", "action_id": "case.assign", "placeholder": _plain("Assign to…", 150)},
+        _button("Change type", "case.change_type", value),
+        _button("Verify identity", "case.verify", value),
+    ]
+    if case.extended_at is None and case.kind != "complaint":
+        elements.append(_button("Extend", "case.extend", value))
+    if case.status == "awaiting_requester":
+        elements.append(_button("Requester answered", "case.answered", value))
+    else:
+        elements.append(_button("Awaiting requester", "case.wait", value))
+    elements.append(_button("Resolve", "case.resolve", value, style="primary" if case.assignee else None))
+    return [{"type": "actions", "block_id": f"case-actions-{case.id}", "elements": elements}]
+
+
+def case_root_blocks(
+    case: Case, *, today: date, tz: ZoneInfo, context: RootContext | None = None
+) -> list[dict[str, object]]:
     """The root message of a case: reference, kind, requester, received, due date with days left,
-    status and assignee, with warnings (type to confirm, unreadable message) when they apply."""
+    status, assignee and identity; warnings (forged sender?, type to confirm, unreadable message);
+    waiting, extension and resolution; checklist progress and linked cases; the action buttons."""
+    context = context or RootContext()
     other_labels = [kind_label(x) for x in case.labels if x != case.kind]
     kind_text = kind_label(case.kind) + (f" + {', '.join(other_labels)}" if other_labels else "")
     assignee = mention(case.assignee) if case.assignee else "_Unassigned_"
@@ -160,12 +220,19 @@ def case_root_blocks(case: Case, *, today: date, tz: ZoneInfo) -> list[dict[str,
                 _mrkdwn(f"*Due*\n{_due_phrase(case, today)}"),
                 _mrkdwn(f"*Status*\n{STATUS_LABELS.get(case.status, case.status)}"),
                 _mrkdwn(f"*Assignee*\n{assignee}"),
+                _mrkdwn(f"*Identity*\n{_identity(case)}"),
             ],
         },
     ]
     if case.subject:
         blocks.append({"type": "context", "elements": [_plain(f"Subject: {_one_line(case.subject)}", 2000)]})
     warnings = []
+    if case.sender_check == "fail":
+        warnings.append(
+            f":rotating_light: *The sender failed our mail server's checks ({escape_mrkdwn(case.sender_check_detail)}).* "
+            "This may be a forged request for someone else's data: confirm the requester's identity through "
+            "another channel before disclosing or erasing anything."
+        )
     if case.unreadable:
         warnings.append(":warning: The email could not be read as an email; the raw message is stored.")
     if case.needs_review:
@@ -175,7 +242,71 @@ def case_root_blocks(case: Case, *, today: date, tz: ZoneInfo) -> list[dict[str,
         )
     if warnings:
         blocks.append({"type": "context", "elements": [_mrkdwn(w) for w in warnings]})
+    facts = []
+    if case.status == "awaiting_requester" and case.waiting_since is not None:
+        what = {"identity": "identity documents", "clarification": "a clarification"}.get(case.waiting_for, "an answer")
+        facts.append(f":hourglass_flowing_sand: Waiting for the requester since {_fmt_date(case.waiting_since.astimezone(tz).date())} ({what}).")
+    if case.extended_at is not None:
+        facts.append(f":calendar: Extended on {_fmt_date(case.extended_at.astimezone(tz).date())}: "
+                     f"{_cut(escape_mrkdwn(case.extension_reason), 300)}")
+    if not case.is_open and case.outcome:
+        closed = _fmt_date(case.closed_at.astimezone(tz).date()) if case.closed_at else "?"
+        timing = "on time" if case.resolved_on_time else "late"
+        facts.append(f":white_check_mark: Resolved {closed}: {OUTCOME_LABELS.get(case.outcome, case.outcome)} ({timing}).")
+    if context.checklist_total:
+        facts.append(f":ballot_box_with_check: Checklist {context.checklist_done}/{context.checklist_total}")
+    for relation, ref in context.links:
+        facts.append(f":link: {relation} {ref}")
+    if facts:
+        blocks.append({"type": "context", "elements": [_mrkdwn(f) for f in facts[:10]]})
+    blocks.extend(case_actions(case))
     return blocks
+
+
+OUTCOME_LABELS = {
+    "fulfilled": "Fulfilled",
+    "partial": "Partially fulfilled",
+    "refused_unfounded": "Refused as manifestly unfounded or excessive (art. 12(5))",
+    "refused_identity": "Refused: identity not confirmed",
+    "withdrawn": "Withdrawn by the requester",
+    "not_a_request": "Not a privacy request",
+}
+
+
+def checklist_message(case: Case, items: list[ChecklistItem]) -> tuple[str, list[dict[str, object]]]:
+    """The thread message with the data-system checklist: one checkbox per system (ten per group,
+    Slack's limit), ticked when done."""
+    done = sum(1 for i in items if i.done)
+    text = f"Data-system checklist for {case.ref}: {done}/{len(items)} done"
+    blocks: list[dict[str, object]] = [{"type": "section", "text": _mrkdwn(
+        f"*Data-system checklist* · {done}/{len(items)} done\nWhere the requester's data may live, and what "
+        "this case asks there. Tick each one off when it is done.")}]
+    for start in range(0, len(items), 10):
+        group = items[start : start + 10]
+        options = [
+            {"text": _plain(i.name, 75), "description": _plain(i.label, 75), "value": str(i.id)} for i in group
+        ]
+        element: dict[str, object] = {"type": "checkboxes", "action_id": "case.checklist", "options": options}
+        initial = [o for o, i in zip(options, group, strict=True) if i.done]
+        if initial:
+            element["initial_options"] = initial
+        blocks.append({"type": "actions", "block_id": f"checklist-{case.id}-{start // 10}", "elements": [element]})
+    return text, blocks
+
+
+def note_blocks(text: str) -> list[dict[str, object]]:
+    """A thread note (its text is built by us, with anything typed by people already escaped)."""
+    return [{"type": "section", "text": _mrkdwn(_cut(text, SECTION_LIMIT))}]
+
+
+def checklist_metadata(case: Case) -> dict[str, object]:
+    """Metadata of a case's checklist message (lets a restart find it again)."""
+    return {"event_type": "privacy_case_checklist", "event_payload": {"case_ref": case.ref}}
+
+
+def note_metadata(case: Case, note_id: int) -> dict[str, object]:
+    """Metadata of a thread note (lets a restart find it again)."""
+    return {"event_type": "privacy_case_note", "event_payload": {"case_ref": case.ref, "note_id": note_id}}
 
 
 def email_metadata(case: Case, email: StoredEmail) -> dict[str, object]:
@@ -217,6 +348,12 @@ def _text_sections(text: str, budget: int) -> tuple[list[dict[str, object]], int
         room -= len(escaped)
         rest = rest[len(piece) :].lstrip("\n")
     return blocks, len(rest)
+
+
+def new_rights(email: StoredEmail, case: Case) -> list[str]:
+    """The rights (or complaint) a follow-up asks for that its case does not cover yet."""
+    rights = ("access", "rectification", "erasure", "restriction", "objection", "portability", "complaint")
+    return [k for k in email.labels if k in rights and k not in case.labels]
 
 
 def email_reply(
@@ -306,6 +443,13 @@ def email_reply(
     if email.reasons:
         reasons = "; ".join(email.reasons)
         blocks.append({"type": "context", "elements": [_plain(f"Why: {_cut(reasons, 1500)}", 2000)]})
+    extra = [] if opening or email.split_case_id else new_rights(email, case)
+    if extra:
+        asked = ", ".join(kind_label(k) for k in extra)
+        blocks.append({"type": "section", "text": _mrkdwn(
+            f":twisted_rightwards_arrows: This follow-up asks for {asked}, which the case does not cover. "
+            "A new right gets its own receipt date and deadline."),
+            "accessory": _button("Split into a new case", "case.split", str(email.id))})
     if email.problems and not email.unreadable:
         blocks.append(
             {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-__all__ = ["AuditEvent", "Case", "Cursor", "StoredEmail"]
+__all__ = ["CASE_STATUSES", "AuditEvent", "Case", "ChecklistItem", "Cursor", "StoredEmail", "ThreadNote"]
 
 CASE_STATUSES = ("new", "in_progress", "awaiting_requester", "extended", "resolved")
 
@@ -41,6 +41,65 @@ class Case:
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None
+    identity_status: str = "unverified"
+    identity_method: str = ""
+    identity_by: str = ""
+    identity_at: datetime | None = None
+    sender_check: str = "unknown"
+    sender_check_detail: str = ""
+    extended_at: datetime | None = None
+    extension_reason: str = ""
+    waiting_since: datetime | None = None
+    waiting_for: str = ""
+    status_before_wait: str | None = None
+    paused_days: int = 0
+    outcome: str | None = None
+    outcome_note: str = ""
+    recipients_informed: tuple[str, ...] = ()
+    resolved_on_time: bool | None = None
+    split_from_case_id: int | None = None
+    checklist_ts: str | None = None
+    checklist_post_started_at: datetime | None = None
+    checklist_version: int = 1
+    checklist_rendered_version: int = 0
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the case still needs work (not resolved)."""
+        return self.status != "resolved"
+
+    @property
+    def identity_settled(self) -> bool:
+        """Whether identity is recorded as verified (or as not needed)."""
+        return self.identity_status in ("verified", "not_needed")
+
+
+@dataclass(frozen=True, slots=True)
+class ChecklistItem:
+    """One place where the requester's data may live, and what to do there for this case."""
+
+    id: int
+    case_id: int
+    position: int
+    system: str
+    name: str
+    action: str
+    label: str
+    done: bool
+    done_by: str
+    done_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadNote:
+    """A record of an action, to be shown in the case thread."""
+
+    id: int
+    case_id: int
+    text: str
+    blocks: tuple[dict[str, object], ...] | None
+    slack_ts: str | None
+    post_started_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +131,7 @@ class StoredEmail:
     html_only: bool
     slack_ts: str | None
     slack_post_started_at: datetime | None
+    split_case_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from typing import Any
 import aiosqlite
 
 from bot.errors import StorageError
-from storage.models import AuditEvent, Case, Cursor, StoredEmail
+from storage.models import AuditEvent, Case, ChecklistItem, Cursor, StoredEmail, ThreadNote
 
 __all__ = ["Store", "Tx", "iso", "parse_instant"]
 
@@ -93,6 +93,27 @@ def _case(row: sqlite3.Row) -> Case:
         created_at=datetime.fromisoformat(row["created_at"]),
         updated_at=datetime.fromisoformat(row["updated_at"]),
         closed_at=parse_instant(row["closed_at"]),
+        identity_status=row["identity_status"],
+        identity_method=row["identity_method"],
+        identity_by=row["identity_by"],
+        identity_at=parse_instant(row["identity_at"]),
+        sender_check=row["sender_check"],
+        sender_check_detail=row["sender_check_detail"],
+        extended_at=parse_instant(row["extended_at"]),
+        extension_reason=row["extension_reason"],
+        waiting_since=parse_instant(row["waiting_since"]),
+        waiting_for=row["waiting_for"],
+        status_before_wait=row["status_before_wait"],
+        paused_days=row["paused_days"],
+        outcome=row["outcome"],
+        outcome_note=row["outcome_note"],
+        recipients_informed=_json_tuple(row["recipients_informed"]),
+        resolved_on_time=None if row["resolved_on_time"] is None else bool(row["resolved_on_time"]),
+        split_from_case_id=row["split_from_case_id"],
+        checklist_ts=row["checklist_ts"],
+        checklist_post_started_at=parse_instant(row["checklist_post_started_at"]),
+        checklist_version=row["checklist_version"],
+        checklist_rendered_version=row["checklist_rendered_version"],
     )
 
 
@@ -123,14 +144,56 @@ def _email(row: sqlite3.Row) -> StoredEmail:
         html_only=bool(row["html_only"]),
         slack_ts=row["slack_ts"],
         slack_post_started_at=parse_instant(row["slack_post_started_at"]),
+        split_case_id=row["split_case_id"],
     )
 
 
 _EMAIL_COLUMNS = (
     "id, message_id, case_id, disposition, received_at, from_name, from_addr, reply_to, subject, body_text, "
     "new_text, quoted_text, signature, attachments, kind, labels, confidence, language, automated, reasons, "
-    "problems, unreadable, html_only, slack_ts, slack_post_started_at"
+    "problems, unreadable, html_only, slack_ts, slack_post_started_at, split_case_id"
 )
+
+#: Case columns that actions never change directly.
+_CASE_FIXED = frozenset({"id", "ref", "message_id", "received_at", "version", "created_at", "updated_at"})
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _column_value(value: object) -> object:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (list, tuple, dict)):
+        return _dumps(value if not isinstance(value, tuple) else list(value))
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _item(row: sqlite3.Row) -> ChecklistItem:
+    return ChecklistItem(
+        id=row["id"], case_id=row["case_id"], position=row["position"], system=row["system"],
+        name=row["name"], action=row["action"], label=row["label"], done=bool(row["done"]), done_by=row["done_by"],
+        done_at=parse_instant(row["done_at"]),
+    )
+
+
+def _note(row: sqlite3.Row) -> ThreadNote:
+    return ThreadNote(
+        id=row["id"], case_id=row["case_id"], text=row["text"],
+        blocks=tuple(json.loads(row["blocks"])) if row["blocks"] else None,
+        slack_ts=row["slack_ts"], post_started_at=parse_instant(row["post_started_at"]),
+    )
 
 
 class Tx:
@@ -214,6 +277,8 @@ class Tx:
         received_date: date,
         due_date: date,
         unreadable: bool,
+        sender_check: str = "unknown",
+        sender_check_detail: str = "",
     ) -> Case:
         """Open a case with the next reference of its receipt year (PRIV-YYYY-NNNN)."""
         year = received_date.year
@@ -228,26 +293,12 @@ class Tx:
         now = iso(self.now)
         cur = await self._conn.execute(
             "INSERT INTO cases (ref, kind, labels, confidence, needs_review, reasons, language, requester_email, "
-            "requester_name, subject, message_id, received_at, received_date, due_date, unreadable, created_at, "
-            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "requester_name, subject, message_id, received_at, received_date, due_date, unreadable, sender_check, "
+            "sender_check_detail, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                ref,
-                kind,
-                _dumps(list(labels)),
-                confidence,
-                int(needs_review),
-                _dumps(list(reasons)),
-                language,
-                requester_email,
-                requester_name,
-                subject,
-                message_id,
-                iso(received_at),
-                received_date.isoformat(),
-                due_date.isoformat(),
-                int(unreadable),
-                now,
-                now,
+                ref, kind, _dumps(list(labels)), confidence, int(needs_review), _dumps(list(reasons)), language,
+                requester_email, requester_name, subject, message_id, iso(received_at), received_date.isoformat(),
+                due_date.isoformat(), int(unreadable), sender_check, sender_check_detail, now, now,
             ),
         )
         case = await self.case_by_id(int(cur.lastrowid or 0))
@@ -259,6 +310,91 @@ class Tx:
         await self._conn.execute(
             "UPDATE cases SET version = version + 1, updated_at = ? WHERE id = ?", (iso(self.now), case_id)
         )
+
+    async def update_case(
+        self,
+        case: Case,
+        *,
+        actor: str,
+        action: str,
+        changes: dict[str, object],
+        note: str | None = None,
+        note_blocks: list[dict[str, object]] | None = None,
+        audit_note: str = "",
+        checklist_changed: bool = False,
+    ) -> Case:
+        """Apply `changes` (column -> value) to a case read in this transaction, bump its version,
+        append the audit event (before/after of the changed fields) and the thread note."""
+        columns = [c for c in changes if c not in _CASE_FIXED]
+        if len(columns) != len(changes):
+            raise ValueError(f"not changeable: {sorted(set(changes) - set(columns))}")
+        before = {c: _jsonable(getattr(case, c)) for c in columns}
+        after = {c: _jsonable(v) for c, v in changes.items()}
+        sets = "".join(f"{c} = ?, " for c in columns)
+        params = [_column_value(v) for v in changes.values()]
+        bump = ", checklist_version = checklist_version + 1" if checklist_changed else ""
+        await self._conn.execute(
+            f"UPDATE cases SET {sets}version = version + 1, updated_at = ?{bump} WHERE id = ?",
+            (*params, iso(self.now), case.id),
+        )
+        await self.audit(case_id=case.id, actor=actor, action=action, before=before, after=after, note=audit_note)
+        if note is not None:
+            await self.add_note(case.id, note, blocks=note_blocks)
+        updated = await self.case_by_id(case.id)
+        assert updated is not None
+        return updated
+
+    async def add_note(self, case_id: int, text: str, *, blocks: list[dict[str, object]] | None = None) -> None:
+        """Queue a note for the case thread (the publisher posts it)."""
+        await self._conn.execute(
+            "INSERT INTO thread_notes (case_id, text, blocks, created_at) VALUES (?, ?, ?, ?)",
+            (case_id, text, _dumps(blocks) if blocks is not None else None, iso(self.now)),
+        )
+
+    async def email_by_id(self, email_id: int) -> StoredEmail | None:
+        """One stored email."""
+        row = await self._one(f"SELECT {_EMAIL_COLUMNS} FROM emails WHERE id = ?", (email_id,))
+        return _email(row) if row else None
+
+    async def mark_email_split(self, email_id: int, case_id: int) -> None:
+        """Remember that an email was split off into `case_id`."""
+        await self._conn.execute("UPDATE emails SET split_case_id = ? WHERE id = ?", (case_id, email_id))
+
+    # --- checklist ------------------------------------------------------------------------------
+    async def checklist(self, case_id: int) -> list[ChecklistItem]:
+        """The checklist of a case, in display order."""
+        async with self._conn.execute(
+            "SELECT * FROM checklist_items WHERE case_id = ? ORDER BY position", (case_id,)
+        ) as cur:
+            return [_item(r) for r in await cur.fetchall()]
+
+    async def replace_checklist(self, case_id: int, items: Sequence[tuple[str, str, str, str]]) -> None:
+        """Set the checklist to `items` (system key, name, action, what to do); an item whose
+        system and action stay the same keeps its done state."""
+        old = {(i.system, i.action): i for i in await self.checklist(case_id)}
+        await self._conn.execute("DELETE FROM checklist_items WHERE case_id = ?", (case_id,))
+        for position, (system, name, action, label) in enumerate(items):
+            kept = old.get((system, action))
+            await self._conn.execute(
+                "INSERT INTO checklist_items (case_id, position, system, name, action, label, done, done_by, done_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (case_id, position, system, name, action, label, int(bool(kept and kept.done)),
+                 kept.done_by if kept else "", iso(kept.done_at) if kept and kept.done_at else None),
+            )
+
+    async def set_checklist_done(self, case_id: int, done_ids: set[int], *, actor: str) -> list[ChecklistItem]:
+        """Mark exactly the items in `done_ids` done; returns the items whose state changed."""
+        changed = []
+        for item in await self.checklist(case_id):
+            want = item.id in done_ids
+            if want == item.done:
+                continue
+            await self._conn.execute(
+                "UPDATE checklist_items SET done = ?, done_by = ?, done_at = ? WHERE id = ?",
+                (int(want), actor if want else "", iso(self.now) if want else None, item.id),
+            )
+            changed.append(item)
+        return changed
 
     # --- audit --------------------------------------------------------------------------------
     async def audit(
@@ -557,3 +693,62 @@ class Store:
     async def save_email_reply(self, email_id: int, *, ts: str) -> None:
         """Remember the thread reply that shows an email."""
         await self._write("UPDATE emails SET slack_ts = ? WHERE id = ?", (ts, email_id))
+
+    # --- case handling -----------------------------------------------------------------------------
+    async def checklist(self, case_id: int) -> list[ChecklistItem]:
+        """The checklist of a case, in display order."""
+        rows = await self._fetchall("SELECT * FROM checklist_items WHERE case_id = ? ORDER BY position", (case_id,))
+        return [_item(r) for r in rows]
+
+    async def notes_without_post(self, *, limit: int = 50) -> list[tuple[ThreadNote, Case]]:
+        """Thread notes of posted cases not yet known to be in Slack, oldest first."""
+        rows = await self._fetchall(
+            "SELECT n.* FROM thread_notes n JOIN cases c ON c.id = n.case_id "
+            "WHERE n.slack_ts IS NULL AND c.slack_root_ts IS NOT NULL ORDER BY n.id LIMIT ?",
+            (limit,),
+        )
+        out = []
+        for r in rows:
+            note = _note(r)
+            case = await self.case(case_id=note.case_id)
+            assert case is not None
+            out.append((note, case))
+        return out
+
+    async def mark_note_post_started(self, note_id: int, *, at: datetime) -> None:
+        """Note that a thread note is about to be posted."""
+        await self._write("UPDATE thread_notes SET post_started_at = ? WHERE id = ?", (iso(at), note_id))
+
+    async def save_note_ts(self, note_id: int, *, ts: str) -> None:
+        """Remember the Slack message of a thread note."""
+        await self._write("UPDATE thread_notes SET slack_ts = ? WHERE id = ?", (ts, note_id))
+
+    async def checklists_to_publish(self, *, limit: int = 50) -> list[Case]:
+        """Posted cases with checklist items whose checklist message is missing or out of date."""
+        rows = await self._fetchall(
+            "SELECT * FROM cases c WHERE c.slack_root_ts IS NOT NULL AND (c.checklist_ts IS NULL OR "
+            "c.checklist_rendered_version < c.checklist_version) AND EXISTS "
+            "(SELECT 1 FROM checklist_items i WHERE i.case_id = c.id) ORDER BY c.id LIMIT ?",
+            (limit,),
+        )
+        return [_case(r) for r in rows]
+
+    async def mark_checklist_post_started(self, case_id: int, *, at: datetime) -> None:
+        """Note that a case's checklist message is about to be posted."""
+        await self._write("UPDATE cases SET checklist_post_started_at = ? WHERE id = ?", (iso(at), case_id))
+
+    async def save_checklist(self, case_id: int, *, ts: str, version: int) -> None:
+        """Remember the checklist message of a case and which checklist version it shows."""
+        await self._write(
+            "UPDATE cases SET checklist_ts = ?, checklist_rendered_version = MAX(checklist_rendered_version, ?) "
+            "WHERE id = ?",
+            (ts, version, case_id),
+        )
+
+    async def linked_cases(self, case: Case) -> list[Case]:
+        """Cases split off from this one, and the case it was split from."""
+        rows = await self._fetchall(
+            "SELECT * FROM cases WHERE split_from_case_id = ? OR id = ? ORDER BY id",
+            (case.id, case.split_from_case_id or -1),
+        )
+        return [_case(r) for r in rows]

@@ -239,9 +239,30 @@ def test_case_root_blocks_golden() -> None:
                 {"type": "mrkdwn", "text": "*Due*\n24 Dec 2026 (29 days left)", "verbatim": True},
                 {"type": "mrkdwn", "text": "*Status*\nNew", "verbatim": True},
                 {"type": "mrkdwn", "text": "*Assignee*\n<@UALICE01>", "verbatim": True},
+                {"type": "mrkdwn", "text": "*Identity*\n_Not verified_", "verbatim": True},
             ],
         },
         {"type": "context", "elements": [{"type": "plain_text", "text": "Subject: my data", "emoji": False}]},
+        {
+            "type": "actions",
+            "block_id": "case-actions-7",
+            "elements": [
+                {"type": "button", "text": {"type": "plain_text", "text": "Claim", "emoji": False},
+                 "action_id": "case.claim", "value": "7"},
+                {"type": "users_select", "action_id": "case.assign",
+                 "placeholder": {"type": "plain_text", "text": "Assign to…", "emoji": False}},
+                {"type": "button", "text": {"type": "plain_text", "text": "Change type", "emoji": False},
+                 "action_id": "case.change_type", "value": "7"},
+                {"type": "button", "text": {"type": "plain_text", "text": "Verify identity", "emoji": False},
+                 "action_id": "case.verify", "value": "7"},
+                {"type": "button", "text": {"type": "plain_text", "text": "Extend", "emoji": False},
+                 "action_id": "case.extend", "value": "7"},
+                {"type": "button", "text": {"type": "plain_text", "text": "Awaiting requester", "emoji": False},
+                 "action_id": "case.wait", "value": "7"},
+                {"type": "button", "text": {"type": "plain_text", "text": "Resolve", "emoji": False},
+                 "action_id": "case.resolve", "value": "7", "style": "primary"},
+            ],
+        },
     ]
 
 

@@ -1,0 +1,340 @@
+"""Slack listeners for the case buttons, pickers, checklists and modals.
+
+Thin on purpose: `ack()` first (modals are opened with their trigger_id before any slow work),
+check that the person is staff, call the use case in `handlers.case_actions`, and let the
+publisher re-render the root and post the thread note from the database. Refusals are ephemeral;
+modal submissions answer with field errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import TransitionError
+from handlers import case_actions, views
+from storage.models import Case
+
+__all__ = ["register"]
+
+logger = logging.getLogger(__name__)
+
+NOT_STAFF = "Only the privacy team can act on privacy cases."
+
+
+def register(app: AsyncApp) -> None:
+    """Map the case action, picker, checklist and modal ids to their listeners."""
+    app.action("case.claim")(claim_clicked)
+    app.action("case.assign")(assignee_picked)
+    app.action("case.answered")(answered_clicked)
+    app.action("case.checklist")(checklist_ticked)
+    app.action("case.split")(split_clicked)
+    for action_id, opener in _OPENERS.items():
+        app.action(action_id)(opener)
+    for callback_id, submitted in _SUBMISSIONS.items():
+        app.view(callback_id)(submitted)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+async def _staff(desk: Any, body: dict[str, Any], respond: Any) -> str | None:
+    """The acting user's id when they are staff; otherwise an ephemeral refusal and None."""
+    user = (body.get("user") or {}).get("id", "")
+    if await desk.staff.is_staff(user):
+        return str(user)
+    logger.info("refused a case action from someone who is not staff")
+    await respond(text=NOT_STAFF, response_type="ephemeral", replace_original=False)
+    return None
+
+
+async def _refuse(respond: Any, error: TransitionError) -> None:
+    await respond(text=str(error), response_type="ephemeral", replace_original=False)
+
+
+def _case_id(body: dict[str, Any]) -> int:
+    try:
+        return int(body["actions"][0].get("value") or 0)
+    except (KeyError, IndexError, ValueError, TypeError):
+        return 0
+
+
+def _case_id_of_message(body: dict[str, Any]) -> int:
+    """The case of the root a picker sits on (pickers carry no value; the root's buttons do)."""
+    for block in (body.get("message") or {}).get("blocks") or []:
+        for element in block.get("elements") or []:
+            if element.get("action_id") == "case.claim":
+                try:
+                    return int(element.get("value") or 0)
+                except ValueError:
+                    return 0
+    return 0
+
+
+async def _open_case(desk: Any, case_id: int, respond: Any) -> Case | None:
+    case = await desk.store.case(case_id=case_id)
+    if case is None:
+        await respond(text="This case no longer exists.", response_type="ephemeral", replace_original=False)
+        return None
+    return case
+
+
+# --- buttons that act at once ----------------------------------------------------------------------
+
+
+async def claim_clicked(ack: Any, body: dict[str, Any], respond: Any, desk: Any) -> None:
+    """Claim: assign the case to the person who clicked."""
+    await ack()
+    user = await _staff(desk, body, respond)
+    if user is None:
+        return
+    try:
+        await case_actions.claim(desk.store, case_id=_case_id(body), actor=user, assignee=user, now=desk.clock())
+    except TransitionError as e:
+        await _refuse(respond, e)
+        return
+    desk.notify()
+
+
+async def assignee_picked(ack: Any, body: dict[str, Any], respond: Any, desk: Any) -> None:
+    """Assign to…: assign the case to the staff member picked."""
+    await ack()
+    user = await _staff(desk, body, respond)
+    if user is None:
+        return
+    assignee = str(body["actions"][0].get("selected_user") or "")
+    if not await desk.staff.is_staff(assignee):
+        await respond(text="Cases can only be assigned to members of the privacy team.", response_type="ephemeral",
+                      replace_original=False)
+        return
+    try:
+        await case_actions.claim(
+            desk.store, case_id=_case_id_of_message(body), actor=user, assignee=assignee, now=desk.clock()
+        )
+    except TransitionError as e:
+        await _refuse(respond, e)
+        return
+    desk.notify()
+
+
+async def answered_clicked(ack: Any, body: dict[str, Any], respond: Any, desk: Any) -> None:
+    """Requester answered: end the wait (when the answer came another way than by email)."""
+    await ack()
+    user = await _staff(desk, body, respond)
+    if user is None:
+        return
+    try:
+        await case_actions.stop_waiting(
+            desk.store, case_id=_case_id(body), actor=user, now=desk.clock(), calendar=desk.calendar,
+            pause_clock=desk.settings.clock_pause_on_wait,
+        )
+    except TransitionError as e:
+        await _refuse(respond, e)
+        return
+    desk.notify()
+
+
+async def checklist_ticked(ack: Any, body: dict[str, Any], respond: Any, desk: Any) -> None:
+    """A checklist box was ticked or unticked: the selection of that group becomes the truth."""
+    await ack()
+    user = await _staff(desk, body, respond)
+    if user is None:
+        return
+    action = body["actions"][0]
+    selected = {int(o["value"]) for o in action.get("selected_options") or [] if str(o.get("value", "")).isdigit()}
+    block_id = str(action.get("block_id", ""))
+    try:
+        case_id = int(block_id.split("-")[1])
+        group = int(block_id.split("-")[2])
+    except (IndexError, ValueError):
+        return
+    items = await desk.store.checklist(case_id)
+    in_group = {i.id for i in items[group * 10 : group * 10 + 10]}
+    done = {i.id for i in items if i.done and i.id not in in_group} | (selected & in_group)
+    try:
+        await case_actions.tick_checklist(desk.store, case_id=case_id, actor=user, done_ids=done, now=desk.clock())
+    except TransitionError as e:
+        await _refuse(respond, e)
+        return
+    desk.notify()
+
+
+async def split_clicked(ack: Any, body: dict[str, Any], respond: Any, desk: Any) -> None:
+    """Split into a new case: the follow-up's new right gets a linked case of its own."""
+    await ack()
+    user = await _staff(desk, body, respond)
+    if user is None:
+        return
+    try:
+        result = await case_actions.split_off(
+            desk.store, email_id=_case_id(body), actor=user, now=desk.clock(), calendar=desk.calendar,
+            inventory=desk.inventory,
+        )
+    except TransitionError as e:
+        await _refuse(respond, e)
+        return
+    logger.info("case %s split off %s", result.new_case.ref, result.original.ref)
+    desk.notify()
+
+
+# --- buttons that open a modal -------------------------------------------------------------------------
+
+
+def _opener(build: Callable[[Any, Case], Awaitable[dict[str, Any] | str]]) -> Callable[..., Awaitable[None]]:
+    """A listener that checks staff, builds the modal for the case (or a refusal) and opens it
+    with the trigger_id at once."""
+
+    async def open_modal(ack: Any, body: dict[str, Any], respond: Any, client: AsyncWebClient, desk: Any) -> None:
+        await ack()
+        if await _staff(desk, body, respond) is None:
+            return
+        case = await _open_case(desk, _case_id(body), respond)
+        if case is None:
+            return
+        view = await build(desk, case)
+        if isinstance(view, str):
+            await respond(text=view, response_type="ephemeral", replace_original=False)
+            return
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    return open_modal
+
+
+async def _change_type(desk: Any, case: Case) -> dict[str, Any] | str:
+    return "Reopen the case before changing its type." if not case.is_open else views.change_type_view(case)
+
+
+async def _verify(desk: Any, case: Case) -> dict[str, Any] | str:
+    return "Reopen the case first." if not case.is_open else views.verify_view(case)
+
+
+async def _extend(desk: Any, case: Case) -> dict[str, Any] | str:
+    if not case.is_open:
+        return "The case is resolved."
+    if case.extended_at is not None:
+        return f"{case.ref} was already extended."
+    if case.kind == "complaint":
+        return "Complaints follow the internal response time; they cannot be extended."
+    calendar = desk.calendar
+    one_month = calendar.due_date(case.received_at, paused_days=case.paused_days)
+    if calendar.local_date(desk.clock()) > one_month:
+        return (f"Too late to extend {case.ref}: an extension must be decided and notified by the one-month "
+                f"due date ({case_actions.long_date(one_month)}, GDPR art. 12(3)).")
+    extended = calendar.due_date(case.received_at, extended=True, paused_days=case.paused_days)
+    return views.extend_view(case, one_month_due=one_month, extended_due=extended)
+
+
+async def _wait(desk: Any, case: Case) -> dict[str, Any] | str:
+    if not case.is_open:
+        return "The case is resolved."
+    if case.status == "awaiting_requester":
+        return f"{case.ref} is already waiting for the requester."
+    return views.wait_view(case, pause_clock=desk.settings.clock_pause_on_wait)
+
+
+async def _resolve(desk: Any, case: Case) -> dict[str, Any] | str:
+    return f"{case.ref} is already resolved." if not case.is_open else views.resolve_view(case, inventory=desk.inventory)
+
+
+async def _reopen(desk: Any, case: Case) -> dict[str, Any] | str:
+    return f"{case.ref} is not resolved." if case.is_open else views.reopen_view(case)
+
+
+_OPENERS = {
+    "case.change_type": _opener(_change_type),
+    "case.verify": _opener(_verify),
+    "case.extend": _opener(_extend),
+    "case.wait": _opener(_wait),
+    "case.resolve": _opener(_resolve),
+    "case.reopen": _opener(_reopen),
+}
+
+
+# --- modal submissions -----------------------------------------------------------------------------
+
+
+def _submission(
+    apply: Callable[[Any, int, str, dict[str, Any]], Awaitable[object]], first_field: str
+) -> Callable[..., Awaitable[None]]:
+    """A view_submission listener: check staff, apply the use case (which checks the case's current
+    state), and answer with field errors when it refuses."""
+
+    async def submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], desk: Any) -> None:
+        user = str((body.get("user") or {}).get("id", ""))
+        if not await desk.staff.is_staff(user):
+            logger.info("refused a case modal from someone who is not staff")
+            await ack(response_action="errors", errors={first_field: NOT_STAFF})
+            return
+        try:
+            await apply(desk, views.metadata_of(view), user, views.values_of(view))
+        except TransitionError as e:
+            await ack(response_action="errors", errors={e.field or first_field: str(e)[:150]})
+            return
+        await ack()
+        desk.notify()
+
+    return submitted
+
+
+def _str(values: dict[str, Any], field: str) -> str:
+    value = values.get(field)
+    return value if isinstance(value, str) else ""
+
+
+def _list(values: dict[str, Any], field: str) -> list[str]:
+    value = values.get(field)
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+async def _apply_change_type(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
+    primary = _str(values, "primary")
+    labels = [primary, *(k for k in _list(values, "labels") if k != primary)] if primary else []
+    return await case_actions.change_type(desk.store, case_id=case_id, actor=user, labels=labels,
+                                          now=desk.clock(), calendar=desk.calendar, inventory=desk.inventory)
+
+
+async def _apply_verify(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
+    return await case_actions.verify_identity(desk.store, case_id=case_id, actor=user,
+                                              method=_str(values, "method"), note=_str(values, "note"),
+                                              now=desk.clock())
+
+
+async def _apply_extend(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
+    return await case_actions.extend(desk.store, case_id=case_id, actor=user, reason=_str(values, "reason"),
+                                     now=desk.clock(), calendar=desk.calendar)
+
+
+async def _apply_wait(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
+    return await case_actions.start_wait(desk.store, case_id=case_id, actor=user,
+                                         waiting_for=_str(values, "waiting_for"), note=_str(values, "note"),
+                                         now=desk.clock(), calendar=desk.calendar,
+                                         pause_clock=desk.settings.clock_pause_on_wait)
+
+
+async def _apply_resolve(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
+    recipients = _list(values, "recipients")
+    if views.NO_RECIPIENTS in recipients and len(recipients) > 1:
+        raise TransitionError("Either name the recipients informed or choose that there were none.",
+                              field="recipients")
+    return await case_actions.resolve(desk.store, case_id=case_id, actor=user, outcome=_str(values, "outcome"),
+                                      note=_str(values, "note"), recipients=recipients, now=desk.clock(),
+                                      calendar=desk.calendar)
+
+
+async def _apply_reopen(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
+    return await case_actions.reopen(desk.store, case_id=case_id, actor=user, reason=_str(values, "reason"),
+                                     now=desk.clock())
+
+
+_SUBMISSIONS = {
+    "case.change_type": _submission(_apply_change_type, "primary"),
+    "case.verify": _submission(_apply_verify, "method"),
+    "case.extend": _submission(_apply_extend, "reason"),
+    "case.wait": _submission(_apply_wait, "waiting_for"),
+    "case.resolve": _submission(_apply_resolve, "outcome"),
+    "case.reopen": _submission(_apply_reopen, "reason"),
+}
