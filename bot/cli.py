@@ -111,7 +111,6 @@ def _configure_logging(level: str) -> None:
 
 def _run(environ: dict[str, str], http_port: int | None) -> int:
     from bot.runtime import run
-
     from handlers.systems import load_inventory
 
     settings = Settings.from_env(environ, http_port=http_port)

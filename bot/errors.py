@@ -17,9 +17,13 @@ import asyncio
 import aiohttp
 from slack_sdk.errors import SlackApiError
 
-
 #: What a Slack Web API call can raise once slack-sdk's retry handlers have given up.
-SLACK_FAILURES: tuple[type[BaseException], ...] = (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+SLACK_FAILURES: tuple[type[BaseException], ...] = (
+    SlackApiError,
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    OSError,
+)
 
 
 class PrivacyDeskError(Exception):

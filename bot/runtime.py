@@ -136,7 +136,7 @@ class _SlackConnection:
             while not stop.is_set():
                 try:
                     await handler.connect_async()
-                except (*SLACK_FAILURES, ConnectionError) as e:
+                except SLACK_FAILURES as e:  # ConnectionError is an OSError
                     self.outage.failed(e)
                     with suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(stop.wait(), backoff.next_delay())

@@ -60,7 +60,9 @@ def check_sender(email: InboundEmail, authserv_id: str | None) -> SenderCheck:
         if dmarc != "pass" and spf != "pass" and dkim != "pass" and (spf or dkim):
             return SenderCheck("fail", f"SPF {spf or 'none'} and DKIM {dkim or 'none'}")
         if dmarc == "pass" or spf == "pass" or dkim == "pass":
-            return SenderCheck("pass", ", ".join(f"{k.upper()} {v}" for k, v in results.items()
-                                                 if k in ("dmarc", "spf", "dkim")))
+            return SenderCheck(
+                "pass",
+                ", ".join(f"{k.upper()} {v}" for k, v in results.items() if k in ("dmarc", "spf", "dkim")),
+            )
         return SenderCheck("unknown", "no usable result from our mail server")
     return SenderCheck("unknown", "no Authentication-Results header from our mail server")

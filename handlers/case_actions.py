@@ -49,8 +49,14 @@ RECIPIENTS_REQUIRED = ("erasure", "rectification")
 FULFILLING = ("fulfilled", "partial")
 
 
+def _sentence(text: str) -> str:
+    """Staff-typed text as a sentence of a note: escaped, trimmed, ending with a full stop."""
+    text = escape_mrkdwn(" ".join(text.split()))
+    return text if not text or text[-1] in ".!?" else text + "."
+
+
 def long_date(day: date) -> str:
-    """"30 June 2026"."""
+    """ "30 June 2026"."""
     return f"{day.day} {day:%B %Y}"
 
 
@@ -63,12 +69,19 @@ async def _open_case(tx: Tx, case_id: int) -> Case:
     return case
 
 
-def _due(calendar: Calendar, case: Case, *, kind: str | None = None, extended: bool | None = None,
-         paused_days: int | None = None) -> date:
+def _due(
+    calendar: Calendar,
+    case: Case,
+    *,
+    kind: str | None = None,
+    extended: bool | None = None,
+    paused_days: int | None = None,
+) -> date:
     kind = kind or case.kind
     extended = case.extended_at is not None if extended is None else extended
     return calendar.due_date(
-        case.received_at, kind="complaint" if kind == "complaint" else "gdpr",
+        case.received_at,
+        kind="complaint" if kind == "complaint" else "gdpr",
         extended=extended and kind != "complaint",
         paused_days=case.paused_days if paused_days is None else paused_days,
     )
@@ -83,20 +96,29 @@ async def claim(store: Store, *, case_id: int, actor: str, assignee: str, now: d
     async with store.transaction(now=now) as tx:
         case = await _open_case(tx, case_id)
         if case.assignee == assignee:
-            raise TransitionError(f"{case.ref} is already assigned to {'you' if assignee == actor else 'them'}.")
+            raise TransitionError(
+                f"{case.ref} is already assigned to {'you' if assignee == actor else 'them'}."
+            )
         changes: dict[str, object] = {"assignee": assignee}
         if case.status == "new":
             changes["status"] = "in_progress"
         who = "claimed the case" if assignee == actor else f"assigned the case to {mention(assignee)}"
-        return await tx.update_case(case, actor=actor, action="case.claimed", changes=changes,
-                                    note=f"{mention(actor)} {who}.")
+        return await tx.update_case(
+            case, actor=actor, action="case.claimed", changes=changes, note=f"{mention(actor)} {who}."
+        )
 
 
 # --- type --------------------------------------------------------------------------------------
 
 
 async def change_type(
-    store: Store, *, case_id: int, actor: str, labels: Sequence[str], now: datetime, calendar: Calendar,
+    store: Store,
+    *,
+    case_id: int,
+    actor: str,
+    labels: Sequence[str],
+    now: datetime,
+    calendar: Calendar,
     inventory: Inventory,
 ) -> Case:
     """Set the case's kinds (`labels`, primary first). The due date follows when the case becomes
@@ -118,8 +140,9 @@ async def change_type(
         note = f"{mention(actor)} set the type to {text}."
         if "due_date" in changes:
             note += f" Due date now {long_date(due)}."
-        return await tx.update_case(case, actor=actor, action="case.type_changed", changes=changes, note=note,
-                                    checklist_changed=True)
+        return await tx.update_case(
+            case, actor=actor, action="case.type_changed", changes=changes, note=note, checklist_changed=True
+        )
 
 
 # --- identity ----------------------------------------------------------------------------------
@@ -134,14 +157,22 @@ async def verify_identity(
     async with store.transaction(now=now) as tx:
         case = await _open_case(tx, case_id)
         status = "not_needed" if method == "not_needed" else "verified"
-        changes: dict[str, object] = {"identity_status": status, "identity_method": method,
-                                      "identity_by": actor, "identity_at": now}
-        text = (f"{mention(actor)} recorded that identity verification is not needed."
-                if status == "not_needed"
-                else f"{mention(actor)} verified the requester's identity: {IDENTITY_METHODS[method]}.")
+        changes: dict[str, object] = {
+            "identity_status": status,
+            "identity_method": method,
+            "identity_by": actor,
+            "identity_at": now,
+        }
+        text = (
+            f"{mention(actor)} recorded that identity verification is not needed."
+            if status == "not_needed"
+            else f"{mention(actor)} verified the requester's identity: {IDENTITY_METHODS[method]}."
+        )
         if note.strip():
-            text += f" {escape_mrkdwn(note.strip())}"
-        return await tx.update_case(case, actor=actor, action="case.identity_recorded", changes=changes, note=text)
+            text += f" {_sentence(note)}"
+        return await tx.update_case(
+            case, actor=actor, action="case.identity_recorded", changes=changes, note=text
+        )
 
 
 # --- extension ---------------------------------------------------------------------------------
@@ -157,49 +188,66 @@ async def extend(
     """
     reason = reason.strip()
     if not reason:
-        raise TransitionError("Give the reason for the extension; the requester must be told it.", field="reason")
+        raise TransitionError(
+            "Give the reason for the extension; the requester must be told it.", field="reason"
+        )
     async with store.transaction(now=now) as tx:
         case = await _open_case(tx, case_id)
         if case.extended_at is not None:
-            raise TransitionError(f"{case.ref} was already extended, to {long_date(case.due_date)}.", field="reason")
+            raise TransitionError(
+                f"{case.ref} was already extended, to {long_date(case.due_date)}.", field="reason"
+            )
         if case.kind == "complaint":
-            raise TransitionError("Complaints follow the internal response time; they cannot be extended.",
-                                  field="reason")
+            raise TransitionError(
+                "Complaints follow the internal response time; they cannot be extended.", field="reason"
+            )
         one_month = _due(calendar, case, extended=False)
         today = calendar.local_date(now)
         if today > one_month:
             raise TransitionError(
                 f"Too late: an extension must be decided and notified by the one-month due date "
-                f"({long_date(one_month)}, GDPR art. 12(3)).", field="reason")
+                f"({long_date(one_month)}, GDPR art. 12(3)).",
+                field="reason",
+            )
         due = _due(calendar, case, extended=True)
         changes: dict[str, object] = {"extended_at": now, "extension_reason": reason, "due_date": due}
         if case.status != "awaiting_requester":
             changes["status"] = "extended"
         else:
             changes["status_before_wait"] = "extended"
-        note = (f"{mention(actor)} extended the deadline to {long_date(due)}: {escape_mrkdwn(reason)}\n"
-                f"The requester must be told by {long_date(one_month)}. Notice to send:\n"
-                f">>> {escape_mrkdwn(extension_notice(case, due=due, reason=reason, language=case.language))}")
+        note = (
+            f"{mention(actor)} extended the deadline to {long_date(due)}: {escape_mrkdwn(reason)}\n"
+            f"The requester must be told by {long_date(one_month)}. Notice to send:\n"
+            f">>> {escape_mrkdwn(extension_notice(case, due=due, reason=reason, language=case.language))}"
+        )
         return await tx.update_case(case, actor=actor, action="case.extended", changes=changes, note=note)
 
 
 _NOTICES = {
-    "en": ("Dear {name},\n\nWe received your request on {received} (our reference {ref}). Because {reason}, we "
-           "need more time to answer it. As article 12(3) of the GDPR allows, we are extending the time to "
-           "answer by two months: you will receive our answer by {due} at the latest.\n\nKind regards,\n"
-           "The privacy team"),
-    "fr": ("Bonjour {name},\n\nNous avons reçu votre demande le {received} (notre référence {ref}). En raison de "
-           "la situation suivante : {reason}, nous avons besoin de plus de temps pour y répondre. Comme le "
-           "permet l'article 12, paragraphe 3, du RGPD, nous prolongeons le délai de réponse de deux mois : "
-           "vous recevrez notre réponse au plus tard le {due}.\n\nCordialement,\nL'équipe vie privée"),
-    "nl": ("Beste {name},\n\nWij hebben uw verzoek ontvangen op {received} (onze referentie {ref}). Omdat "
-           "{reason}, hebben wij meer tijd nodig om te antwoorden. Zoals artikel 12, lid 3, AVG toestaat, "
-           "verlengen wij de antwoordtermijn met twee maanden: u ontvangt ons antwoord uiterlijk op {due}.\n\n"
-           "Met vriendelijke groet,\nHet privacyteam"),
-    "de": ("Guten Tag {name},\n\nwir haben Ihre Anfrage am {received} erhalten (unser Zeichen {ref}). Da "
-           "{reason}, benötigen wir mehr Zeit für die Antwort. Wie Artikel 12 Absatz 3 DSGVO es erlaubt, "
-           "verlängern wir die Antwortfrist um zwei Monate: Sie erhalten unsere Antwort spätestens am {due}.\n\n"
-           "Mit freundlichen Grüßen\nDas Datenschutzteam"),
+    "en": (
+        "Dear {name},\n\nWe received your request on {received} (our reference {ref}). We need more time "
+        "to answer it, for this reason: {reason}. As article 12(3) of the GDPR allows, we are extending the "
+        "time to answer by two months: you will receive our answer by {due} at the latest.\n\n"
+        "Kind regards,\nThe privacy team"
+    ),
+    "fr": (
+        "Bonjour {name},\n\nNous avons reçu votre demande le {received} (notre référence {ref}). Nous avons "
+        "besoin de plus de temps pour y répondre, pour la raison suivante : {reason}. Comme le "
+        "permet l'article 12, paragraphe 3, du RGPD, nous prolongeons le délai de réponse de deux mois : "
+        "vous recevrez notre réponse au plus tard le {due}.\n\nCordialement,\nL'équipe vie privée"
+    ),
+    "nl": (
+        "Beste {name},\n\nWij hebben uw verzoek ontvangen op {received} (onze referentie {ref}). Wij hebben "
+        "meer tijd nodig om te antwoorden, om de volgende reden: {reason}. Zoals artikel 12, lid 3, AVG toestaat, "
+        "verlengen wij de antwoordtermijn met twee maanden: u ontvangt ons antwoord uiterlijk op {due}.\n\n"
+        "Met vriendelijke groet,\nHet privacyteam"
+    ),
+    "de": (
+        "Guten Tag {name},\n\nwir haben Ihre Anfrage am {received} erhalten (unser Zeichen {ref}). Wir "
+        "benötigen mehr Zeit für die Antwort, aus folgendem Grund: {reason}. Wie Artikel 12 Absatz 3 DSGVO es erlaubt, "
+        "verlängern wir die Antwortfrist um zwei Monate: Sie erhalten unsere Antwort spätestens am {due}.\n\n"
+        "Mit freundlichen Grüßen\nDas Datenschutzteam"
+    ),
 }
 _MONTHS = {
     "fr": "janvier février mars avril mai juin juillet août septembre octobre novembre décembre",
@@ -217,18 +265,36 @@ def _local_date(day: date, language: str) -> str:
 def extension_notice(case: Case, *, due: date, reason: str, language: str) -> str:
     """The notice of extension (art. 12(3)) to send to the requester, in their language."""
     language = language if language in _NOTICES else "en"
-    name = case.requester_name or {"fr": "Madame, Monsieur", "nl": "heer, mevrouw", "de": ""}.get(language, "")
-    return _NOTICES[language].format(
-        name=name or ("requester" if language == "en" else ""), ref=case.ref, reason=reason.rstrip("."),
-        received=_local_date(case.received_date, language), due=_local_date(due, language),
-    ).replace("Guten Tag ,", "Guten Tag,").replace("Beste ,", "Beste,").replace("Bonjour ,", "Bonjour,")
+    name = case.requester_name or {"fr": "Madame, Monsieur", "nl": "heer, mevrouw", "de": ""}.get(
+        language, ""
+    )
+    return (
+        _NOTICES[language]
+        .format(
+            name=name or ("requester" if language == "en" else ""),
+            ref=case.ref,
+            reason=reason.rstrip("."),
+            received=_local_date(case.received_date, language),
+            due=_local_date(due, language),
+        )
+        .replace("Guten Tag ,", "Guten Tag,")
+        .replace("Beste ,", "Beste,")
+        .replace("Bonjour ,", "Bonjour,")
+    )
 
 
 # --- waiting for the requester -------------------------------------------------------------------
 
 
 async def start_wait(
-    store: Store, *, case_id: int, actor: str, waiting_for: str, note: str, now: datetime, calendar: Calendar,
+    store: Store,
+    *,
+    case_id: int,
+    actor: str,
+    waiting_for: str,
+    note: str,
+    now: datetime,
+    calendar: Calendar,
     pause_clock: bool,
 ) -> Case:
     """Mark the case as waiting for the requester (identity documents or a clarification)."""
@@ -238,19 +304,33 @@ async def start_wait(
         case = await _open_case(tx, case_id)
         if case.status == "awaiting_requester":
             raise TransitionError(f"{case.ref} is already waiting for the requester.")
-        changes: dict[str, object] = {"status": "awaiting_requester", "status_before_wait": case.status,
-                                      "waiting_since": now, "waiting_for": waiting_for}
-        clock = ("the legal clock is paused until they answer" if pause_clock
-                 else "the legal clock keeps running")
-        text = (f"{mention(actor)} is waiting for the requester since {long_date(calendar.local_date(now))}: "
-                f"{WAITING_FOR[waiting_for]} ({clock}).")
+        changes: dict[str, object] = {
+            "status": "awaiting_requester",
+            "status_before_wait": case.status,
+            "waiting_since": now,
+            "waiting_for": waiting_for,
+        }
+        clock = (
+            "the legal clock is paused until they answer" if pause_clock else "the legal clock keeps running"
+        )
+        text = (
+            f"{mention(actor)} is waiting for the requester since {long_date(calendar.local_date(now))}: "
+            f"{WAITING_FOR[waiting_for]} ({clock})."
+        )
         if note.strip():
-            text += f" {escape_mrkdwn(note.strip())}"
+            text += f" {_sentence(note)}"
         return await tx.update_case(case, actor=actor, action="case.waiting", changes=changes, note=text)
 
 
 async def end_wait(
-    tx: Tx, case: Case, *, actor: str, now: datetime, calendar: Calendar, pause_clock: bool, by_requester: bool
+    tx: Tx,
+    case: Case,
+    *,
+    actor: str,
+    now: datetime,
+    calendar: Calendar,
+    pause_clock: bool,
+    by_requester: bool,
 ) -> Case:
     """End a wait inside the caller's transaction (the intake ends it when the requester answers).
 
@@ -260,11 +340,18 @@ async def end_wait(
     if case.status != "awaiting_requester" or case.waiting_since is None:
         raise TransitionError(f"{case.ref} is not waiting for the requester.")
     waited = (calendar.local_date(now) - calendar.local_date(case.waiting_since)).days
-    changes: dict[str, object] = {"status": case.status_before_wait or "in_progress", "waiting_since": None,
-                                  "waiting_for": "", "status_before_wait": None}
+    changes: dict[str, object] = {
+        "status": case.status_before_wait or "in_progress",
+        "waiting_since": None,
+        "waiting_for": "",
+        "status_before_wait": None,
+    }
     day = long_date(calendar.local_date(now))
-    text = (f"The requester answered on {day}: no longer waiting" if by_requester
-            else f"{mention(actor)} ended the wait for the requester on {day}")
+    text = (
+        f"The requester answered on {day}: no longer waiting"
+        if by_requester
+        else f"{mention(actor)} ended the wait for the requester on {day}"
+    )
     text += f" ({waited} day{'s' if waited != 1 else ''} waited"
     if pause_clock and waited > 0:
         paused = case.paused_days + waited
@@ -283,15 +370,23 @@ async def stop_waiting(
     """Staff end a wait themselves (the answer came another way)."""
     async with store.transaction(now=now) as tx:
         case = await _open_case(tx, case_id)
-        return await end_wait(tx, case, actor=actor, now=now, calendar=calendar, pause_clock=pause_clock,
-                              by_requester=False)
+        return await end_wait(
+            tx, case, actor=actor, now=now, calendar=calendar, pause_clock=pause_clock, by_requester=False
+        )
 
 
 # --- resolution --------------------------------------------------------------------------------
 
 
 async def resolve(
-    store: Store, *, case_id: int, actor: str, outcome: str, note: str, recipients: Sequence[str], now: datetime,
+    store: Store,
+    *,
+    case_id: int,
+    actor: str,
+    outcome: str,
+    note: str,
+    recipients: Sequence[str],
+    now: datetime,
     calendar: Calendar,
 ) -> Case:
     """Close the case with an outcome. Access, portability and erasure cannot be (partly) fulfilled
@@ -303,28 +398,42 @@ async def resolve(
         sensitive = [k for k in case.labels if k in IDENTITY_REQUIRED]
         if outcome in FULFILLING and sensitive and not case.identity_settled:
             raise TransitionError(
-                f"Verify the requester's identity before fulfilling a {kind_label(sensitive[0]).split(' (')[0].lower()} "
-                f"request (Verify identity), or choose another outcome.", field="outcome")
+                f"Verify the requester's identity before fulfilling "
+                f"a {kind_label(sensitive[0]).split(' (')[0].lower()} "
+                f"request (Verify identity), or choose another outcome.",
+                field="outcome",
+            )
         needs_recipients = outcome in FULFILLING and any(k in RECIPIENTS_REQUIRED for k in case.labels)
         if needs_recipients and not recipients:
-            raise TransitionError("Say which recipients were informed (art. 19), or that there were none.",
-                                  field="recipients")
+            raise TransitionError(
+                "Say which recipients were informed (art. 19), or that there were none.", field="recipients"
+            )
         today = calendar.local_date(now)
         on_time = today <= case.due_date
         changes: dict[str, object] = {
-            "status": "resolved", "outcome": outcome, "outcome_note": note.strip(),
-            "recipients_informed": list(recipients), "resolved_on_time": on_time, "closed_at": now,
-            "waiting_since": None, "waiting_for": "", "status_before_wait": None,
+            "status": "resolved",
+            "outcome": outcome,
+            "outcome_note": note.strip(),
+            "recipients_informed": list(recipients),
+            "resolved_on_time": on_time,
+            "closed_at": now,
+            "waiting_since": None,
+            "waiting_for": "",
+            "status_before_wait": None,
         }
-        text = (f"{mention(actor)} resolved the case: {OUTCOMES[outcome]}, "
-                f"{'on time' if on_time else 'late'} (due {long_date(case.due_date)}).")
+        text = (
+            f"{mention(actor)} resolved the case: {OUTCOMES[outcome]}, "
+            f"{'on time' if on_time else 'late'} (due {long_date(case.due_date)})."
+        )
         if note.strip():
-            text += f" {escape_mrkdwn(note.strip())}"
+            text += f" {_sentence(note)}"
         if recipients:
             text += f" Recipients informed: {escape_mrkdwn(', '.join(recipients))}."
         if outcome.startswith("refused"):
-            text += (" The requester must be told the reasons and that they may complain to the data protection "
-                     "authority and seek a judicial remedy (art. 12(4)).")
+            text += (
+                " The requester must be told the reasons and that they may complain to the data protection "
+                "authority and seek a judicial remedy (art. 12(4))."
+            )
         return await tx.update_case(case, actor=actor, action="case.resolved", changes=changes, note=text)
 
 
@@ -340,10 +449,21 @@ async def reopen(store: Store, *, case_id: int, actor: str, reason: str, now: da
         if case.is_open:
             raise TransitionError(f"{case.ref} is not resolved.")
         status = "extended" if case.extended_at else ("in_progress" if case.assignee else "new")
-        changes: dict[str, object] = {"status": status, "outcome": None, "outcome_note": "",
-                                      "resolved_on_time": None, "closed_at": None, "recipients_informed": []}
-        return await tx.update_case(case, actor=actor, action="case.reopened", changes=changes,
-                                    note=f"{mention(actor)} reopened the case: {escape_mrkdwn(reason)}")
+        changes: dict[str, object] = {
+            "status": status,
+            "outcome": None,
+            "outcome_note": "",
+            "resolved_on_time": None,
+            "closed_at": None,
+            "recipients_informed": [],
+        }
+        return await tx.update_case(
+            case,
+            actor=actor,
+            action="case.reopened",
+            changes=changes,
+            note=f"{mention(actor)} reopened the case: {escape_mrkdwn(reason)}",
+        )
 
 
 # --- split -------------------------------------------------------------------------------------
@@ -358,7 +478,13 @@ class SplitResult:
 
 
 async def split_off(
-    store: Store, *, email_id: int, actor: str, now: datetime, calendar: Calendar, inventory: Inventory,
+    store: Store,
+    *,
+    email_id: int,
+    actor: str,
+    now: datetime,
+    calendar: Calendar,
+    inventory: Inventory,
     labels: Sequence[str] | None = None,
 ) -> SplitResult:
     """Open a linked case for the new right(s) a follow-up email asks for, with its own receipt
@@ -372,35 +498,58 @@ async def split_off(
             raise TransitionError(f"Already split off into {other.ref if other else 'another case'}.")
         original = await tx.case_by_id(email.case_id)
         assert original is not None
-        new_rights = list(labels) if labels else [k for k in email.labels
-                                                  if k in (*REQUEST_KINDS, "complaint") and k not in original.labels]
+        new_rights = (
+            list(labels)
+            if labels
+            else [k for k in email.labels if k in (*REQUEST_KINDS, "complaint") and k not in original.labels]
+        )
         if not new_rights:
             raise TransitionError("This follow-up asks for no right the case does not already cover.")
         kind = new_rights[0]
         case = await tx.open_case(
-            kind=kind, labels=new_rights, confidence=email.confidence, needs_review=False,
-            reasons=[f"split off {original.ref}"], language=email.language,
-            requester_email=original.requester_email, requester_name=original.requester_name,
-            subject=email.subject, message_id=email.message_id, received_at=email.received_at,
+            kind=kind,
+            labels=new_rights,
+            confidence=email.confidence,
+            needs_review=False,
+            reasons=[f"split off {original.ref}"],
+            language=email.language,
+            requester_email=original.requester_email,
+            requester_name=original.requester_name,
+            subject=email.subject,
+            message_id=email.message_id,
+            received_at=email.received_at,
             received_date=calendar.local_date(email.received_at),
-            due_date=calendar.due_date(email.received_at, kind="complaint" if kind == "complaint" else "gdpr"),
+            due_date=calendar.due_date(
+                email.received_at, kind="complaint" if kind == "complaint" else "gdpr"
+            ),
             unreadable=False,
         )
         await tx.mark_email_split(email.id, case.id)
         await tx.replace_checklist(case.id, checklist_for(inventory, new_rights))
         case = await tx.update_case(
-            case, actor=actor, action="case.split_from", changes={"split_from_case_id": original.id,
-                                                                   "assignee": original.assignee},
-            note=(f"{mention(actor)} split this case off {original.ref}: the follow-up of "
-                  f"{long_date(case.received_date)} asks for {kind_label(kind)}. Received "
-                  f"{long_date(case.received_date)}, due {long_date(case.due_date)}."),
+            case,
+            actor=actor,
+            action="case.split_from",
+            changes={"split_from_case_id": original.id, "assignee": original.assignee},
+            note=(
+                f"{mention(actor)} split this case off {original.ref}: the follow-up of "
+                f"{long_date(case.received_date)} asks for {kind_label(kind)}. Received "
+                f"{long_date(case.received_date)}, due {long_date(case.due_date)}."
+            ),
         )
         if case.assignee and case.status == "new":
-            case = await tx.update_case(case, actor=actor, action="case.claimed", changes={"status": "in_progress"})
+            case = await tx.update_case(
+                case, actor=actor, action="case.claimed", changes={"status": "in_progress"}
+            )
         original = await tx.update_case(
-            original, actor=actor, action="case.split", changes={},
-            note=(f"{mention(actor)} split {case.ref} off this case for {kind_label(kind)} (the follow-up of "
-                  f"{long_date(case.received_date)}; due {long_date(case.due_date)})."),
+            original,
+            actor=actor,
+            action="case.split",
+            changes={},
+            note=(
+                f"{mention(actor)} split {case.ref} off this case for {kind_label(kind)} (the follow-up of "
+                f"{long_date(case.received_date)}; due {long_date(case.due_date)})."
+            ),
         )
         return SplitResult(new_case=case, original=original)
 
@@ -421,6 +570,11 @@ async def tick_checklist(
         done = sum(1 for i in items if i.done)
         names = ", ".join(f"{'ticked' if i.id in done_ids else 'unticked'} {i.name}" for i in changed)
         return await tx.update_case(
-            case, actor=actor, action="case.checklist", changes={}, checklist_changed=True,
-            audit_note=names, note=f"{mention(actor)} {names} ({done}/{len(items)} done).",
+            case,
+            actor=actor,
+            action="case.checklist",
+            changes={},
+            checklist_changed=True,
+            audit_note=names,
+            note=f"{mention(actor)} {names} ({done}/{len(items)} done).",
         )

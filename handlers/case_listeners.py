@@ -93,7 +93,9 @@ async def claim_clicked(ack: Any, body: dict[str, Any], respond: Any, desk: Any)
     if user is None:
         return
     try:
-        await case_actions.claim(desk.store, case_id=_case_id(body), actor=user, assignee=user, now=desk.clock())
+        await case_actions.claim(
+            desk.store, case_id=_case_id(body), actor=user, assignee=user, now=desk.clock()
+        )
     except TransitionError as e:
         await _refuse(respond, e)
         return
@@ -108,8 +110,11 @@ async def assignee_picked(ack: Any, body: dict[str, Any], respond: Any, desk: An
         return
     assignee = str(body["actions"][0].get("selected_user") or "")
     if not await desk.staff.is_staff(assignee):
-        await respond(text="Cases can only be assigned to members of the privacy team.", response_type="ephemeral",
-                      replace_original=False)
+        await respond(
+            text="Cases can only be assigned to members of the privacy team.",
+            response_type="ephemeral",
+            replace_original=False,
+        )
         return
     try:
         await case_actions.claim(
@@ -129,7 +134,11 @@ async def answered_clicked(ack: Any, body: dict[str, Any], respond: Any, desk: A
         return
     try:
         await case_actions.stop_waiting(
-            desk.store, case_id=_case_id(body), actor=user, now=desk.clock(), calendar=desk.calendar,
+            desk.store,
+            case_id=_case_id(body),
+            actor=user,
+            now=desk.clock(),
+            calendar=desk.calendar,
             pause_clock=desk.settings.clock_pause_on_wait,
         )
     except TransitionError as e:
@@ -145,7 +154,9 @@ async def checklist_ticked(ack: Any, body: dict[str, Any], respond: Any, desk: A
     if user is None:
         return
     action = body["actions"][0]
-    selected = {int(o["value"]) for o in action.get("selected_options") or [] if str(o.get("value", "")).isdigit()}
+    selected = {
+        int(o["value"]) for o in action.get("selected_options") or [] if str(o.get("value", "")).isdigit()
+    }
     block_id = str(action.get("block_id", ""))
     try:
         case_id = int(block_id.split("-")[1])
@@ -156,7 +167,9 @@ async def checklist_ticked(ack: Any, body: dict[str, Any], respond: Any, desk: A
     in_group = {i.id for i in items[group * 10 : group * 10 + 10]}
     done = {i.id for i in items if i.done and i.id not in in_group} | (selected & in_group)
     try:
-        await case_actions.tick_checklist(desk.store, case_id=case_id, actor=user, done_ids=done, now=desk.clock())
+        await case_actions.tick_checklist(
+            desk.store, case_id=case_id, actor=user, done_ids=done, now=desk.clock()
+        )
     except TransitionError as e:
         await _refuse(respond, e)
         return
@@ -171,7 +184,11 @@ async def split_clicked(ack: Any, body: dict[str, Any], respond: Any, desk: Any)
         return
     try:
         result = await case_actions.split_off(
-            desk.store, email_id=_case_id(body), actor=user, now=desk.clock(), calendar=desk.calendar,
+            desk.store,
+            email_id=_case_id(body),
+            actor=user,
+            now=desk.clock(),
+            calendar=desk.calendar,
             inventory=desk.inventory,
         )
     except TransitionError as e:
@@ -188,7 +205,9 @@ def _opener(build: Callable[[Any, Case], Awaitable[dict[str, Any] | str]]) -> Ca
     """A listener that checks staff, builds the modal for the case (or a refusal) and opens it
     with the trigger_id at once."""
 
-    async def open_modal(ack: Any, body: dict[str, Any], respond: Any, client: AsyncWebClient, desk: Any) -> None:
+    async def open_modal(
+        ack: Any, body: dict[str, Any], respond: Any, client: AsyncWebClient, desk: Any
+    ) -> None:
         await ack()
         if await _staff(desk, body, respond) is None:
             return
@@ -222,8 +241,10 @@ async def _extend(desk: Any, case: Case) -> dict[str, Any] | str:
     calendar = desk.calendar
     one_month = calendar.due_date(case.received_at, paused_days=case.paused_days)
     if calendar.local_date(desk.clock()) > one_month:
-        return (f"Too late to extend {case.ref}: an extension must be decided and notified by the one-month "
-                f"due date ({case_actions.long_date(one_month)}, GDPR art. 12(3)).")
+        return (
+            f"Too late to extend {case.ref}: an extension must be decided and notified by the one-month "
+            f"due date ({case_actions.long_date(one_month)}, GDPR art. 12(3))."
+        )
     extended = calendar.due_date(case.received_at, extended=True, paused_days=case.paused_days)
     return views.extend_view(case, one_month_due=one_month, extended_due=extended)
 
@@ -237,7 +258,11 @@ async def _wait(desk: Any, case: Case) -> dict[str, Any] | str:
 
 
 async def _resolve(desk: Any, case: Case) -> dict[str, Any] | str:
-    return f"{case.ref} is already resolved." if not case.is_open else views.resolve_view(case, inventory=desk.inventory)
+    return (
+        f"{case.ref} is already resolved."
+        if not case.is_open
+        else views.resolve_view(case, inventory=desk.inventory)
+    )
 
 
 async def _reopen(desk: Any, case: Case) -> dict[str, Any] | str:
@@ -293,41 +318,74 @@ def _list(values: dict[str, Any], field: str) -> list[str]:
 async def _apply_change_type(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
     primary = _str(values, "primary")
     labels = [primary, *(k for k in _list(values, "labels") if k != primary)] if primary else []
-    return await case_actions.change_type(desk.store, case_id=case_id, actor=user, labels=labels,
-                                          now=desk.clock(), calendar=desk.calendar, inventory=desk.inventory)
+    return await case_actions.change_type(
+        desk.store,
+        case_id=case_id,
+        actor=user,
+        labels=labels,
+        now=desk.clock(),
+        calendar=desk.calendar,
+        inventory=desk.inventory,
+    )
 
 
 async def _apply_verify(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
-    return await case_actions.verify_identity(desk.store, case_id=case_id, actor=user,
-                                              method=_str(values, "method"), note=_str(values, "note"),
-                                              now=desk.clock())
+    return await case_actions.verify_identity(
+        desk.store,
+        case_id=case_id,
+        actor=user,
+        method=_str(values, "method"),
+        note=_str(values, "note"),
+        now=desk.clock(),
+    )
 
 
 async def _apply_extend(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
-    return await case_actions.extend(desk.store, case_id=case_id, actor=user, reason=_str(values, "reason"),
-                                     now=desk.clock(), calendar=desk.calendar)
+    return await case_actions.extend(
+        desk.store,
+        case_id=case_id,
+        actor=user,
+        reason=_str(values, "reason"),
+        now=desk.clock(),
+        calendar=desk.calendar,
+    )
 
 
 async def _apply_wait(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
-    return await case_actions.start_wait(desk.store, case_id=case_id, actor=user,
-                                         waiting_for=_str(values, "waiting_for"), note=_str(values, "note"),
-                                         now=desk.clock(), calendar=desk.calendar,
-                                         pause_clock=desk.settings.clock_pause_on_wait)
+    return await case_actions.start_wait(
+        desk.store,
+        case_id=case_id,
+        actor=user,
+        waiting_for=_str(values, "waiting_for"),
+        note=_str(values, "note"),
+        now=desk.clock(),
+        calendar=desk.calendar,
+        pause_clock=desk.settings.clock_pause_on_wait,
+    )
 
 
 async def _apply_resolve(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
     recipients = _list(values, "recipients")
     if views.NO_RECIPIENTS in recipients and len(recipients) > 1:
-        raise TransitionError("Either name the recipients informed or choose that there were none.",
-                              field="recipients")
-    return await case_actions.resolve(desk.store, case_id=case_id, actor=user, outcome=_str(values, "outcome"),
-                                      note=_str(values, "note"), recipients=recipients, now=desk.clock(),
-                                      calendar=desk.calendar)
+        raise TransitionError(
+            "Either name the recipients informed or choose that there were none.", field="recipients"
+        )
+    return await case_actions.resolve(
+        desk.store,
+        case_id=case_id,
+        actor=user,
+        outcome=_str(values, "outcome"),
+        note=_str(values, "note"),
+        recipients=recipients,
+        now=desk.clock(),
+        calendar=desk.calendar,
+    )
 
 
 async def _apply_reopen(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
-    return await case_actions.reopen(desk.store, case_id=case_id, actor=user, reason=_str(values, "reason"),
-                                     now=desk.clock())
+    return await case_actions.reopen(
+        desk.store, case_id=case_id, actor=user, reason=_str(values, "reason"), now=desk.clock()
+    )
 
 
 _SUBMISSIONS = {

@@ -207,7 +207,12 @@ async def _record(
             and requester in (email.from_addr.lower(), email.reply_to.lower())
         ):
             await end_wait(
-                tx, case, actor="system", now=tx.now, calendar=calendar, pause_clock=rules.pause_clock,
+                tx,
+                case,
+                actor="system",
+                now=tx.now,
+                calendar=calendar,
+                pause_clock=rules.pause_clock,
                 by_requester=True,
             )
         return IntakeOutcome(

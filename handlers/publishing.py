@@ -279,9 +279,10 @@ class Publisher:
             )
             for msg in resp.get("messages") or []:
                 md = msg.get("metadata") or {}
-                if md.get("event_type") == metadata["event_type"] and md.get("event_payload") == metadata[
-                    "event_payload"
-                ]:
+                if (
+                    md.get("event_type") == metadata["event_type"]
+                    and md.get("event_payload") == metadata["event_payload"]
+                ):
                     return str(msg["ts"])
             cursor = (resp.get("response_metadata") or {}).get("next_cursor")
             if not resp.get("has_more") or not cursor:
@@ -352,6 +353,7 @@ class Publisher:
             unfurl_media=False,
         )
         await self.store.save_note_ts(note.id, ts=str(resp["ts"]))
+
 
 def _fallback_blocks(case: Case) -> list[dict[str, object]]:
     return [

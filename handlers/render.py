@@ -150,7 +150,9 @@ class RootContext:
 
     checklist_done: int = 0
     checklist_total: int = 0
-    links: tuple[tuple[str, str], ...] = ()  # (relation, case reference), e.g. ("split off", "PRIV-2026-0005")
+    links: tuple[
+        tuple[str, str], ...
+    ] = ()  # (relation, case reference), e.g. ("split off", "PRIV-2026-0005")
 
 
 IDENTITY_LABELS = {
@@ -170,7 +172,12 @@ def _identity(case: Case) -> str:
 
 
 def _button(text: str, action_id: str, value: str, *, style: str | None = None) -> dict[str, object]:
-    button: dict[str, object] = {"type": "button", "text": _plain(text, 75), "action_id": action_id, "value": value}
+    button: dict[str, object] = {
+        "type": "button",
+        "text": _plain(text, 75),
+        "action_id": action_id,
+        "value": value,
+    }
     if style:
         button["style"] = style
     return button
@@ -181,8 +188,13 @@ def case_actions(case: Case) -> list[dict[str, object]]:
     Extend, waiting for the requester, Resolve — or Reopen once resolved."""
     value = str(case.id)
     if not case.is_open:
-        return [{"type": "actions", "block_id": f"case-actions-{case.id}", "elements": [
-            _button("Reopen", "case.reopen", value)]}]
+        return [
+            {
+                "type": "actions",
+                "block_id": f"case-actions-{case.id}",
+                "elements": [_button("Reopen", "case.reopen", value)],
+            }
+        ]
     elements: list[dict[str, object]] = [
         _button("Claim", "case.claim", value, style=None if case.assignee else "primary"),
         {"type": "users_select", "action_id": "case.assign", "placeholder": _plain("Assign to…", 150)},
@@ -229,7 +241,8 @@ def case_root_blocks(
     warnings = []
     if case.sender_check == "fail":
         warnings.append(
-            f":rotating_light: *The sender failed our mail server's checks ({escape_mrkdwn(case.sender_check_detail)}).* "
+            ":rotating_light: *The sender failed our mail server's checks "
+            f"({escape_mrkdwn(case.sender_check_detail)}).* "
             "This may be a forged request for someone else's data: confirm the requester's identity through "
             "another channel before disclosing or erasing anything."
         )
@@ -244,15 +257,24 @@ def case_root_blocks(
         blocks.append({"type": "context", "elements": [_mrkdwn(w) for w in warnings]})
     facts = []
     if case.status == "awaiting_requester" and case.waiting_since is not None:
-        what = {"identity": "identity documents", "clarification": "a clarification"}.get(case.waiting_for, "an answer")
-        facts.append(f":hourglass_flowing_sand: Waiting for the requester since {_fmt_date(case.waiting_since.astimezone(tz).date())} ({what}).")
+        what = {"identity": "identity documents", "clarification": "a clarification"}.get(
+            case.waiting_for, "an answer"
+        )
+        facts.append(
+            f":hourglass_flowing_sand: Waiting for the requester since "
+            f"{_fmt_date(case.waiting_since.astimezone(tz).date())} ({what})."
+        )
     if case.extended_at is not None:
-        facts.append(f":calendar: Extended on {_fmt_date(case.extended_at.astimezone(tz).date())}: "
-                     f"{_cut(escape_mrkdwn(case.extension_reason), 300)}")
+        facts.append(
+            f":calendar: Extended on {_fmt_date(case.extended_at.astimezone(tz).date())}: "
+            f"{_cut(escape_mrkdwn(case.extension_reason), 300)}"
+        )
     if not case.is_open and case.outcome:
         closed = _fmt_date(case.closed_at.astimezone(tz).date()) if case.closed_at else "?"
         timing = "on time" if case.resolved_on_time else "late"
-        facts.append(f":white_check_mark: Resolved {closed}: {OUTCOME_LABELS.get(case.outcome, case.outcome)} ({timing}).")
+        facts.append(
+            f":white_check_mark: Resolved {closed}: {OUTCOME_LABELS.get(case.outcome, case.outcome)} ({timing})."
+        )
     if context.checklist_total:
         facts.append(f":ballot_box_with_check: Checklist {context.checklist_done}/{context.checklist_total}")
     for relation, ref in context.links:
@@ -278,19 +300,28 @@ def checklist_message(case: Case, items: list[ChecklistItem]) -> tuple[str, list
     Slack's limit), ticked when done."""
     done = sum(1 for i in items if i.done)
     text = f"Data-system checklist for {case.ref}: {done}/{len(items)} done"
-    blocks: list[dict[str, object]] = [{"type": "section", "text": _mrkdwn(
-        f"*Data-system checklist* · {done}/{len(items)} done\nWhere the requester's data may live, and what "
-        "this case asks there. Tick each one off when it is done.")}]
+    blocks: list[dict[str, object]] = [
+        {
+            "type": "section",
+            "text": _mrkdwn(
+                f"*Data-system checklist* · {done}/{len(items)} done\nWhere the requester's data may live, and what "
+                "this case asks there. Tick each one off when it is done."
+            ),
+        }
+    ]
     for start in range(0, len(items), 10):
         group = items[start : start + 10]
         options = [
-            {"text": _plain(i.name, 75), "description": _plain(i.label, 75), "value": str(i.id)} for i in group
+            {"text": _plain(i.name, 75), "description": _plain(i.label, 75), "value": str(i.id)}
+            for i in group
         ]
         element: dict[str, object] = {"type": "checkboxes", "action_id": "case.checklist", "options": options}
         initial = [o for o, i in zip(options, group, strict=True) if i.done]
         if initial:
             element["initial_options"] = initial
-        blocks.append({"type": "actions", "block_id": f"checklist-{case.id}-{start // 10}", "elements": [element]})
+        blocks.append(
+            {"type": "actions", "block_id": f"checklist-{case.id}-{start // 10}", "elements": [element]}
+        )
     return text, blocks
 
 
@@ -446,10 +477,16 @@ def email_reply(
     extra = [] if opening or email.split_case_id else new_rights(email, case)
     if extra:
         asked = ", ".join(kind_label(k) for k in extra)
-        blocks.append({"type": "section", "text": _mrkdwn(
-            f":twisted_rightwards_arrows: This follow-up asks for {asked}, which the case does not cover. "
-            "A new right gets its own receipt date and deadline."),
-            "accessory": _button("Split into a new case", "case.split", str(email.id))})
+        blocks.append(
+            {
+                "type": "section",
+                "text": _mrkdwn(
+                    f":twisted_rightwards_arrows: This follow-up asks for {asked}, which the case does not cover. "
+                    "A new right gets its own receipt date and deadline."
+                ),
+                "accessory": _button("Split into a new case", "case.split", str(email.id)),
+            }
+        )
     if email.problems and not email.unreadable:
         blocks.append(
             {

@@ -83,8 +83,15 @@ def load_inventory(path: Path | None = None) -> Inventory:
             if action not in ACTIONS:
                 raise ConfigError("SYSTEMS_FILE", f"system {key}: unknown action {action!r} for {right}")
             actions[right] = str(action)
-        systems.append(System(key=key, name=name[:60], holds=str(entry.get("holds", ""))[:150],
-                              third_party=bool(entry.get("third_party", False)), actions=actions))
+        systems.append(
+            System(
+                key=key,
+                name=name[:60],
+                holds=str(entry.get("holds", ""))[:150],
+                third_party=bool(entry.get("third_party", False)),
+                actions=actions,
+            )
+        )
     if not systems:
         raise ConfigError("SYSTEMS_FILE", "the data inventory lists no [[system]]")
     return Inventory(tuple(systems))

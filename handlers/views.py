@@ -39,7 +39,9 @@ def _option(value: str, text: str) -> dict[str, object]:
     return {"text": _text(text[:75]), "value": value}
 
 
-def _modal(callback_id: str, case: Case, title: str, submit: str, blocks: list[dict[str, object]]) -> dict[str, object]:
+def _modal(
+    callback_id: str, case: Case, title: str, submit: str, blocks: list[dict[str, object]]
+) -> dict[str, object]:
     return {
         "type": "modal",
         "callback_id": callback_id,
@@ -48,17 +50,31 @@ def _modal(callback_id: str, case: Case, title: str, submit: str, blocks: list[d
         "submit": _text(submit[:24]),
         "close": _text("Cancel"),
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "verbatim": True, "text": escape_mrkdwn(
-                f"{case.ref} · {kind_label(case.kind)} · {case.requester_email or 'unknown sender'}")}},
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "verbatim": True,
+                    "text": escape_mrkdwn(
+                        f"{case.ref} · {kind_label(case.kind)} · {case.requester_email or 'unknown sender'}"
+                    ),
+                },
+            },
             *blocks,
         ],
     }
 
 
-def _input(field: str, label: str, element: dict[str, object], *, optional: bool = False,
-           hint: str | None = None) -> dict[str, object]:
-    block: dict[str, object] = {"type": "input", "block_id": field, "label": _text(label),
-                                "element": {**element, "action_id": field}, "optional": optional}
+def _input(
+    field: str, label: str, element: dict[str, object], *, optional: bool = False, hint: str | None = None
+) -> dict[str, object]:
+    block: dict[str, object] = {
+        "type": "input",
+        "block_id": field,
+        "label": _text(label),
+        "element": {**element, "action_id": field},
+        "optional": optional,
+    }
     if hint:
         block["hint"] = _text(hint)
     return block
@@ -75,77 +91,178 @@ def change_type_view(case: Case) -> dict[str, object]:
     """Set the case's kinds: every right asked for, and which one is primary."""
     options = [_option(k, kind_label(k)) for k in KINDS]
     by_value = {o["value"]: o for o in options}
-    return _modal("case.change_type", case, "Change type", "Save", [
-        _input("primary", "Main type", {"type": "static_select", "options": options,
-                                        "initial_option": by_value.get(case.kind, options[-1])}),
-        _input("labels", "Other rights asked for", {
-            "type": "multi_static_select", "options": options,
-            **({"initial_options": [by_value[k] for k in case.labels[1:] if k in by_value]}
-               if len(case.labels) > 1 else {}),
-        }, optional=True),
-    ])
+    return _modal(
+        "case.change_type",
+        case,
+        "Change type",
+        "Save",
+        [
+            _input(
+                "primary",
+                "Main type",
+                {
+                    "type": "static_select",
+                    "options": options,
+                    "initial_option": by_value.get(case.kind, options[-1]),
+                },
+            ),
+            _input(
+                "labels",
+                "Other rights asked for",
+                {
+                    "type": "multi_static_select",
+                    "options": options,
+                    **(
+                        {"initial_options": [by_value[k] for k in case.labels[1:] if k in by_value]}
+                        if len(case.labels) > 1
+                        else {}
+                    ),
+                },
+                optional=True,
+            ),
+        ],
+    )
 
 
 def verify_view(case: Case) -> dict[str, object]:
     """Record how the requester's identity was established."""
-    return _modal("case.verify", case, "Verify identity", "Record", [
-        _input("method", "How was the identity verified?", {
-            "type": "radio_buttons", "options": [_option(k, v.capitalize()) for k, v in IDENTITY_METHODS.items()]}),
-        _note("note", "Note", optional=True, placeholder="e.g. which document, or why it is not needed"),
-    ])
+    return _modal(
+        "case.verify",
+        case,
+        "Verify identity",
+        "Record",
+        [
+            _input(
+                "method",
+                "How was the identity verified?",
+                {
+                    "type": "radio_buttons",
+                    "options": [_option(k, v.capitalize()) for k, v in IDENTITY_METHODS.items()],
+                },
+            ),
+            _note("note", "Note", optional=True, placeholder="e.g. which document, or why it is not needed"),
+        ],
+    )
 
 
 def extend_view(case: Case, *, one_month_due: date, extended_due: date) -> dict[str, object]:
     """Extend by two months: the reason is required, and the notice must reach the requester in time."""
-    return _modal("case.extend", case, "Extend deadline", "Extend", [
-        {"type": "section", "text": {"type": "mrkdwn", "verbatim": True, "text": (
-            f"The new due date will be *{long_date(extended_due)}* (receipt + 3 months, GDPR art. 12(3)). "
-            f"The requester must be told, with the reasons, by *{long_date(one_month_due)}*.")}},
-        _note("reason", "Reason for the extension", optional=False,
-              placeholder="e.g. large archive search across several systems"),
-    ])
+    return _modal(
+        "case.extend",
+        case,
+        "Extend deadline",
+        "Extend",
+        [
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "verbatim": True,
+                    "text": (
+                        f"The new due date will be *{long_date(extended_due)}* (receipt + 3 months, GDPR art. 12(3)). "
+                        f"The requester must be told, with the reasons, by *{long_date(one_month_due)}*."
+                    ),
+                },
+            },
+            _note(
+                "reason",
+                "Reason for the extension",
+                optional=False,
+                placeholder="e.g. large archive search across several systems",
+            ),
+        ],
+    )
 
 
 def wait_view(case: Case, *, pause_clock: bool) -> dict[str, object]:
     """Wait for the requester: identity documents or a clarification."""
-    clock = ("The legal clock is paused until they answer." if pause_clock
-             else "The legal clock keeps running while you wait.")
-    return _modal("case.wait", case, "Awaiting requester", "Save", [
-        _input("waiting_for", "Waiting for", {
-            "type": "radio_buttons", "options": [_option(k, v.capitalize()) for k, v in WAITING_FOR.items()]},
-            hint=clock + " Their answer ends the wait by itself."),
-        _note("note", "Note", optional=True),
-    ])
+    clock = (
+        "The legal clock is paused until they answer."
+        if pause_clock
+        else "The legal clock keeps running while you wait."
+    )
+    return _modal(
+        "case.wait",
+        case,
+        "Awaiting requester",
+        "Save",
+        [
+            _input(
+                "waiting_for",
+                "Waiting for",
+                {
+                    "type": "radio_buttons",
+                    "options": [_option(k, v.capitalize()) for k, v in WAITING_FOR.items()],
+                },
+                hint=clock + " Their answer ends the wait by itself.",
+            ),
+            _note("note", "Note", optional=True),
+        ],
+    )
 
 
 def recipient_choices(inventory: Inventory | None) -> list[str]:
     """Recipients to report under art. 19: the inventory's third parties and outside services."""
-    names = [s.name for s in inventory.systems if s.third_party or "notify" in s.actions.values()] if inventory else []
+    names = (
+        [s.name for s in inventory.systems if s.third_party or "notify" in s.actions.values()]
+        if inventory
+        else []
+    )
     return [*names, NO_RECIPIENTS]
 
 
 def resolve_view(case: Case, *, inventory: Inventory | None) -> dict[str, object]:
     """Close the case: outcome, a note, and for erasure and rectification the recipients informed."""
     blocks: list[dict[str, object]] = [
-        _input("outcome", "Outcome", {
-            "type": "radio_buttons", "options": [_option(k, v) for k, v in OUTCOMES.items()]}),
+        _input(
+            "outcome",
+            "Outcome",
+            {"type": "radio_buttons", "options": [_option(k, v) for k, v in OUTCOMES.items()]},
+        ),
         _note("note", "Note", optional=False, placeholder="What was done, what the requester was told"),
     ]
     if any(k in ("erasure", "rectification") for k in case.labels):
-        blocks.append(_input("recipients", "Recipients informed (art. 19)", {
-            "type": "checkboxes", "options": [_option(n[:150], n) for n in recipient_choices(inventory)]},
-            optional=True, hint="Required when the request is (partly) fulfilled."))
+        blocks.append(
+            _input(
+                "recipients",
+                "Recipients informed (art. 19)",
+                {
+                    "type": "checkboxes",
+                    "options": [_option(n[:150], n) for n in recipient_choices(inventory)],
+                },
+                optional=True,
+                hint="Required when the request is (partly) fulfilled.",
+            )
+        )
     if not case.identity_settled and any(k in ("access", "portability", "erasure") for k in case.labels):
-        blocks.insert(0, {"type": "context", "elements": [{"type": "mrkdwn", "text": (
-            ":warning: Identity is not verified yet: this case cannot be resolved as fulfilled.")}]})
+        blocks.insert(
+            0,
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": (
+                            ":warning: Identity is not verified yet: this case cannot be resolved as fulfilled."
+                        ),
+                    }
+                ],
+            },
+        )
     return _modal("case.resolve", case, "Resolve case", "Resolve", blocks)
 
 
 def reopen_view(case: Case) -> dict[str, object]:
     """Reopen a resolved case, with a reason."""
-    return _modal("case.reopen", case, "Reopen case", "Reopen", [
-        _note("reason", "Why reopen it?", optional=False),
-    ])
+    return _modal(
+        "case.reopen",
+        case,
+        "Reopen case",
+        "Reopen",
+        [
+            _note("reason", "Why reopen it?", optional=False),
+        ],
+    )
 
 
 def metadata_of(view: dict[str, object]) -> int:

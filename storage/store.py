@@ -182,17 +182,27 @@ def _column_value(value: object) -> object:
 
 def _item(row: sqlite3.Row) -> ChecklistItem:
     return ChecklistItem(
-        id=row["id"], case_id=row["case_id"], position=row["position"], system=row["system"],
-        name=row["name"], action=row["action"], label=row["label"], done=bool(row["done"]), done_by=row["done_by"],
+        id=row["id"],
+        case_id=row["case_id"],
+        position=row["position"],
+        system=row["system"],
+        name=row["name"],
+        action=row["action"],
+        label=row["label"],
+        done=bool(row["done"]),
+        done_by=row["done_by"],
         done_at=parse_instant(row["done_at"]),
     )
 
 
 def _note(row: sqlite3.Row) -> ThreadNote:
     return ThreadNote(
-        id=row["id"], case_id=row["case_id"], text=row["text"],
+        id=row["id"],
+        case_id=row["case_id"],
+        text=row["text"],
         blocks=tuple(json.loads(row["blocks"])) if row["blocks"] else None,
-        slack_ts=row["slack_ts"], post_started_at=parse_instant(row["post_started_at"]),
+        slack_ts=row["slack_ts"],
+        post_started_at=parse_instant(row["post_started_at"]),
     )
 
 
@@ -294,11 +304,28 @@ class Tx:
         cur = await self._conn.execute(
             "INSERT INTO cases (ref, kind, labels, confidence, needs_review, reasons, language, requester_email, "
             "requester_name, subject, message_id, received_at, received_date, due_date, unreadable, sender_check, "
-            "sender_check_detail, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "sender_check_detail, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                ref, kind, _dumps(list(labels)), confidence, int(needs_review), _dumps(list(reasons)), language,
-                requester_email, requester_name, subject, message_id, iso(received_at), received_date.isoformat(),
-                due_date.isoformat(), int(unreadable), sender_check, sender_check_detail, now, now,
+                ref,
+                kind,
+                _dumps(list(labels)),
+                confidence,
+                int(needs_review),
+                _dumps(list(reasons)),
+                language,
+                requester_email,
+                requester_name,
+                subject,
+                message_id,
+                iso(received_at),
+                received_date.isoformat(),
+                due_date.isoformat(),
+                int(unreadable),
+                sender_check,
+                sender_check_detail,
+                now,
+                now,
             ),
         )
         case = await self.case_by_id(int(cur.lastrowid or 0))
@@ -337,14 +364,18 @@ class Tx:
             f"UPDATE cases SET {sets}version = version + 1, updated_at = ?{bump} WHERE id = ?",
             (*params, iso(self.now), case.id),
         )
-        await self.audit(case_id=case.id, actor=actor, action=action, before=before, after=after, note=audit_note)
+        await self.audit(
+            case_id=case.id, actor=actor, action=action, before=before, after=after, note=audit_note
+        )
         if note is not None:
             await self.add_note(case.id, note, blocks=note_blocks)
         updated = await self.case_by_id(case.id)
         assert updated is not None
         return updated
 
-    async def add_note(self, case_id: int, text: str, *, blocks: list[dict[str, object]] | None = None) -> None:
+    async def add_note(
+        self, case_id: int, text: str, *, blocks: list[dict[str, object]] | None = None
+    ) -> None:
         """Queue a note for the case thread (the publisher posts it)."""
         await self._conn.execute(
             "INSERT INTO thread_notes (case_id, text, blocks, created_at) VALUES (?, ?, ?, ?)",
@@ -378,11 +409,22 @@ class Tx:
             await self._conn.execute(
                 "INSERT INTO checklist_items (case_id, position, system, name, action, label, done, done_by, done_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (case_id, position, system, name, action, label, int(bool(kept and kept.done)),
-                 kept.done_by if kept else "", iso(kept.done_at) if kept and kept.done_at else None),
+                (
+                    case_id,
+                    position,
+                    system,
+                    name,
+                    action,
+                    label,
+                    int(bool(kept and kept.done)),
+                    kept.done_by if kept else "",
+                    iso(kept.done_at) if kept and kept.done_at else None,
+                ),
             )
 
-    async def set_checklist_done(self, case_id: int, done_ids: set[int], *, actor: str) -> list[ChecklistItem]:
+    async def set_checklist_done(
+        self, case_id: int, done_ids: set[int], *, actor: str
+    ) -> list[ChecklistItem]:
         """Mark exactly the items in `done_ids` done; returns the items whose state changed."""
         changed = []
         for item in await self.checklist(case_id):
@@ -697,7 +739,9 @@ class Store:
     # --- case handling -----------------------------------------------------------------------------
     async def checklist(self, case_id: int) -> list[ChecklistItem]:
         """The checklist of a case, in display order."""
-        rows = await self._fetchall("SELECT * FROM checklist_items WHERE case_id = ? ORDER BY position", (case_id,))
+        rows = await self._fetchall(
+            "SELECT * FROM checklist_items WHERE case_id = ? ORDER BY position", (case_id,)
+        )
         return [_item(r) for r in rows]
 
     async def notes_without_post(self, *, limit: int = 50) -> list[tuple[ThreadNote, Case]]:

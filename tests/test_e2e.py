@@ -113,8 +113,11 @@ async def settled(slack: SlackStandIn, quiet: float = 1.0) -> None:
 
 def email_replies(slack: SlackStandIn, root: dict[str, object]) -> list[dict[str, object]]:
     """The thread replies that show emails (the thread also holds the checklist and notes)."""
-    return [m for m in slack.replies(str(root["ts"])) if (m.get("metadata") or {}).get("event_type")
-            == "privacy_case_email"]
+    return [
+        m
+        for m in slack.replies(str(root["ts"]))
+        if (m.get("metadata") or {}).get("event_type") == "privacy_case_email"
+    ]
 
 
 def root_ids(slack: SlackStandIn) -> list[str]:
