@@ -26,6 +26,7 @@ from bot.mailbox import MailboxWatcher
 from bot.settings import Settings
 from handlers.intake import IntakeOutcome, IntakeRules, take_in, take_in_unparsed
 from handlers.publishing import Publisher
+from handlers.staff import StaffDirectory
 from handlers.systems import Inventory
 from storage.store import Store
 
@@ -56,7 +57,10 @@ async def run(
         stack.push_async_callback(session.close)
         client = build_client(settings, session=session)
         publisher = Publisher(store, client, channel=settings.slack.channel_id, calendar=settings.calendar)
-        app = create_app(settings, store=store, client=client, inventory=inventory, notify=publisher.notify)
+        staff = StaffDirectory(client, channel=settings.slack.channel_id, fixed=settings.slack.staff_user_ids)
+        app = create_app(
+            settings, store=store, client=client, inventory=inventory, notify=publisher.notify, staff=staff
+        )
 
         def delivered(outcome: IntakeOutcome) -> None:
             if outcome.case_ref is not None:
@@ -69,6 +73,9 @@ async def run(
             connector = _SlackConnection(settings, app)
             tasks.append(asyncio.create_task(connector.run(stop), name="slack-connection"))
             tasks.append(asyncio.create_task(publisher.run(stop), name="slack-publisher"))
+            # look the staff up once now, so the first click does not wait for Slack (modals must
+            # open within 3 seconds of the click)
+            tasks.append(asyncio.create_task(_warm(staff), name="staff-lookup"))
             watcher.start()
             logger.info("privacy desk running: folder %s, Slack %s mode", folder, settings.slack.mode)
             await stop.wait()
@@ -81,6 +88,10 @@ async def run(
                     await asyncio.wait_for(task, timeout=15)
     logger.info("stopped")
     return 0
+
+
+async def _warm(staff: StaffDirectory) -> None:
+    await staff.members()
 
 
 def build_watcher(

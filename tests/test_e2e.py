@@ -8,6 +8,10 @@ a SIGKILL between Slack storing a root and the product saving its ts.
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
+import time
+import urllib.parse
 import signal
 import sqlite3
 import stat
@@ -17,11 +21,12 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.conftest import CHANNEL, FIXTURES, ROOT, wait_until
-from tests.support.dovecot import MailUser
-from tests.support.slack_standin import SlackStandIn
+from tests.support.dovecot import MailUser, free_port
+from tests.support.slack_standin import SlackStandIn, sign_http_request
 
 pytestmark = pytest.mark.slow
 
@@ -46,11 +51,12 @@ class Product:
         self.env = env
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.args: list[str] = []
 
     def start(self) -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bot", "run"],
+                [sys.executable, "-m", "bot", "run", *self.args],
                 env=self.env,
                 cwd=self.log.parent,
                 stdout=out,
@@ -244,3 +250,40 @@ async def test_configuration_errors_exit_2_naming_the_setting(env: dict[str, str
     assert out.returncode == 2
     assert "IMAP_HOST" in out.stderr
     assert env["SLACK_BOT_TOKEN"] not in out.stderr + out.stdout
+
+
+async def test_http_mode_serves_slack_requests_with_signature_verification(
+    product: Product, slack: SlackStandIn, mailbox: MailUser
+) -> None:
+    port = free_port()
+    product.args = ["--http", str(port)]
+    product.start()
+    url = f"http://127.0.0.1:{port}/slack/events"
+    await deliver(mailbox, "access-short-en.eml")
+    await wait_until(lambda: slack.roots(CHANNEL), 20)
+    root = slack.roots(CHANNEL)[0]
+    body = "payload=" + urllib.parse.quote(json.dumps(
+        slack.block_actions_payload(root, "case.claim", user="UALICE01")))
+    secret = product.env["SLACK_SIGNING_SECRET"]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    async with aiohttp.ClientSession() as http:
+        await wait_until(lambda: _listening(port), 20)
+        async with http.post(url, data=body, headers=form) as unsigned:
+            assert unsigned.status == 401
+        stale = sign_http_request(body, secret, timestamp=int(time.time()) - 600)
+        async with http.post(url, data=body, headers={**form, **stale}) as old:
+            assert old.status == 401
+        forged = sign_http_request(body, "not-the-secret")
+        async with http.post(url, data=body, headers={**form, **forged}) as wrong:
+            assert wrong.status == 401
+        async with http.post(url, data=body, headers={**form, **sign_http_request(body, secret)}) as signed:
+            assert signed.status == 200
+    await wait_until(lambda: slack.roots(CHANNEL)[0]["metadata"]["event_payload"]["assignee"] == "UALICE01", 20)
+    assert not slack.calls_to("apps.connections.open")  # no Socket Mode in HTTP mode
+    product.signal(signal.SIGTERM)
+    assert await product.wait(30) == 0
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
