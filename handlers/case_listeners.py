@@ -86,116 +86,90 @@ async def _open_case(desk: Any, case_id: int, respond: Any) -> Case | None:
 # --- buttons that act at once ----------------------------------------------------------------------
 
 
-async def claim_clicked(ack: Any, body: dict[str, Any], respond: Any, desk: Any) -> None:
+def _acting(
+    act: Callable[[Any, dict[str, Any], str, Any], Awaitable[None]],
+) -> Callable[..., Awaitable[None]]:
+    """A listener that acks, checks that the person is staff, runs `act(desk, body, user, respond)`,
+    tells them ephemerally why a refused change was refused, and asks for Slack to be brought up to
+    date after a change."""
+
+    async def listener(ack: Any, body: dict[str, Any], respond: Any, desk: Any) -> None:
+        await ack()
+        user = await _staff(desk, body, respond)
+        if user is None:
+            return
+        try:
+            await act(desk, body, user, respond)
+        except TransitionError as e:
+            await _refuse(respond, e)
+            return
+        desk.notify()
+
+    listener.__doc__ = act.__doc__
+    return listener
+
+
+@_acting
+async def claim_clicked(desk: Any, body: dict[str, Any], user: str, respond: Any) -> None:
     """Claim: assign the case to the person who clicked."""
-    await ack()
-    user = await _staff(desk, body, respond)
-    if user is None:
-        return
-    try:
-        await case_actions.claim(
-            desk.store, case_id=_case_id(body), actor=user, assignee=user, now=desk.clock()
-        )
-    except TransitionError as e:
-        await _refuse(respond, e)
-        return
-    desk.notify()
+    await case_actions.claim(desk.store, case_id=_case_id(body), actor=user, assignee=user, now=desk.clock())
 
 
-async def assignee_picked(ack: Any, body: dict[str, Any], respond: Any, desk: Any) -> None:
+@_acting
+async def assignee_picked(desk: Any, body: dict[str, Any], user: str, respond: Any) -> None:
     """Assign to…: assign the case to the staff member picked."""
-    await ack()
-    user = await _staff(desk, body, respond)
-    if user is None:
-        return
     assignee = str(body["actions"][0].get("selected_user") or "")
     if not await desk.staff.is_staff(assignee):
-        await respond(
-            text="Cases can only be assigned to members of the privacy team.",
-            response_type="ephemeral",
-            replace_original=False,
-        )
-        return
-    try:
-        await case_actions.claim(
-            desk.store, case_id=_case_id_of_message(body), actor=user, assignee=assignee, now=desk.clock()
-        )
-    except TransitionError as e:
-        await _refuse(respond, e)
-        return
-    desk.notify()
+        raise TransitionError("Cases can only be assigned to members of the privacy team.")
+    await case_actions.claim(
+        desk.store, case_id=_case_id_of_message(body), actor=user, assignee=assignee, now=desk.clock()
+    )
 
 
-async def answered_clicked(ack: Any, body: dict[str, Any], respond: Any, desk: Any) -> None:
+@_acting
+async def answered_clicked(desk: Any, body: dict[str, Any], user: str, respond: Any) -> None:
     """Requester answered: end the wait (when the answer came another way than by email)."""
-    await ack()
-    user = await _staff(desk, body, respond)
-    if user is None:
-        return
-    try:
-        await case_actions.stop_waiting(
-            desk.store,
-            case_id=_case_id(body),
-            actor=user,
-            now=desk.clock(),
-            calendar=desk.calendar,
-            pause_clock=desk.settings.clock_pause_on_wait,
-        )
-    except TransitionError as e:
-        await _refuse(respond, e)
-        return
-    desk.notify()
+    await case_actions.stop_waiting(
+        desk.store,
+        case_id=_case_id(body),
+        actor=user,
+        now=desk.clock(),
+        calendar=desk.calendar,
+        pause_clock=desk.settings.clock_pause_on_wait,
+    )
 
 
-async def checklist_ticked(ack: Any, body: dict[str, Any], respond: Any, desk: Any) -> None:
+@_acting
+async def checklist_ticked(desk: Any, body: dict[str, Any], user: str, respond: Any) -> None:
     """A checklist box was ticked or unticked: the selection of that group becomes the truth."""
-    await ack()
-    user = await _staff(desk, body, respond)
-    if user is None:
-        return
     action = body["actions"][0]
     selected = {
         int(o["value"]) for o in action.get("selected_options") or [] if str(o.get("value", "")).isdigit()
     }
-    block_id = str(action.get("block_id", ""))
-    try:
-        case_id = int(block_id.split("-")[1])
-        group = int(block_id.split("-")[2])
-    except (IndexError, ValueError):
-        return
+    parts = str(action.get("block_id", "")).split("-")  # "checklist-<case id>-<group of ten>"
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        raise TransitionError("This checklist message is not one of ours.")
+    case_id, group = int(parts[1]), int(parts[2])
     items = await desk.store.checklist(case_id)
     in_group = {i.id for i in items[group * 10 : group * 10 + 10]}
     done = {i.id for i in items if i.done and i.id not in in_group} | (selected & in_group)
-    try:
-        await case_actions.tick_checklist(
-            desk.store, case_id=case_id, actor=user, done_ids=done, now=desk.clock()
-        )
-    except TransitionError as e:
-        await _refuse(respond, e)
-        return
-    desk.notify()
+    await case_actions.tick_checklist(
+        desk.store, case_id=case_id, actor=user, done_ids=done, now=desk.clock()
+    )
 
 
-async def split_clicked(ack: Any, body: dict[str, Any], respond: Any, desk: Any) -> None:
+@_acting
+async def split_clicked(desk: Any, body: dict[str, Any], user: str, respond: Any) -> None:
     """Split into a new case: the follow-up's new right gets a linked case of its own."""
-    await ack()
-    user = await _staff(desk, body, respond)
-    if user is None:
-        return
-    try:
-        result = await case_actions.split_off(
-            desk.store,
-            email_id=_case_id(body),
-            actor=user,
-            now=desk.clock(),
-            calendar=desk.calendar,
-            inventory=desk.inventory,
-        )
-    except TransitionError as e:
-        await _refuse(respond, e)
-        return
+    result = await case_actions.split_off(
+        desk.store,
+        email_id=_case_id(body),
+        actor=user,
+        now=desk.clock(),
+        calendar=desk.calendar,
+        inventory=desk.inventory,
+    )
     logger.info("case %s split off %s", result.new_case.ref, result.original.ref)
-    desk.notify()
 
 
 # --- buttons that open a modal -------------------------------------------------------------------------
