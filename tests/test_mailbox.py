@@ -244,3 +244,14 @@ async def test_wrong_password_keeps_retrying_without_crashing(
         await wait_until(lambda: watcher.outage.failures >= 1, 10)  # Dovecot delays failed logins by 2 s
         assert watcher._thread is not None and watcher._thread.is_alive()
         assert not outcomes
+
+
+async def test_idle_is_renewed_and_keeps_delivering(settings: Settings, store: Store, mailbox: MailUser) -> None:
+    settings = with_imap(settings, idle_renew_seconds=5)
+    async with watching(settings, store) as (watcher, outcomes):
+        await wait_until(watcher.idling.is_set, 10)
+        await asyncio.sleep(5.5)  # past one renewal: DONE, a sync, IDLE again
+        await wait_until(watcher.idling.is_set, 10)
+        await append(mailbox, request_email(1))
+        await wait_until(lambda: outcomes, 10)
+    assert outcomes[0].action == "opened_case"
