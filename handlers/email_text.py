@@ -21,15 +21,20 @@ __all__ = ["ReplyParts", "html_to_text", "split_reply"]
 # ---------------------------------------------------------------------------------------------
 # HTML -> text
 
-_BLOCK_TAGS = frozenset(
-    "address article aside dd div dl dt fieldset figcaption figure footer form h1 h2 h3 h4 h5 h6 "
-    "header hr main nav ol p pre section table tbody thead tfoot tr ul center".split()
-)
+_BLOCK_TAGS = frozenset((
+    "address", "article", "aside", "dd", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer",
+    "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "main", "nav", "ol", "p", "pre", "section",
+    "table", "tbody", "thead", "tfoot", "tr", "ul", "center",
+))
 _SKIP_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript", "svg", "object"})
-_VOID_TAGS = frozenset("area base br col embed hr img input link meta param source track wbr".split())
+_VOID_TAGS = frozenset((
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr",
+))
 # Containers that mail clients use for the quoted message in a reply.
 _QUOTE_CLASSES = ("gmail_quote", "moz-cite-prefix", "yahoo_quoted", "protonmail_quote")
 _QUOTE_IDS = ("appendonsend", "divrplyfwdmsg", "mail-editor-reference-message-container")
+# Markers after which Outlook puts the whole earlier message, *outside* the marker element.
+_HISTORY_FOLLOWS_IDS = ("appendonsend", "divrplyfwdmsg")
 
 
 class _TextExtractor(HTMLParser):
@@ -43,11 +48,12 @@ class _TextExtractor(HTMLParser):
         # stack of (tag, is_quote) for open elements that may close a quote region
         self.stack: list[tuple[str, bool]] = []
         self.quote_depth = 0
+        self.history_follows = False  # an Outlook reply marker was seen: the rest is quoted
 
     def _flush(self) -> None:
         text = re.sub(r"[ \t\r\f\v\u00a0]+", " ", "".join(self.current)).strip()
         self.current = []
-        prefix = "> " * self.quote_depth
+        prefix = "> " * max(self.quote_depth, 1 if self.history_follows else 0)
         if text:
             self.lines.append(prefix + text)
         elif self.lines and self.lines[-1].strip("> ") != "":
@@ -75,6 +81,8 @@ class _TextExtractor(HTMLParser):
         )
         if tag in _BLOCK_TAGS or tag in ("blockquote", "li", "td", "th"):
             self._flush()
+        if tag == "div" and attr.get("id", "").lower() in _HISTORY_FOLLOWS_IDS:
+            self.history_follows = True
         if tag == "li":
             self.current.append("- ")
         self.stack.append((tag, is_quote))
@@ -205,6 +213,7 @@ _SIGN_OFF = re.compile(
     re.IGNORECASE,
 )
 _POSTSCRIPT = re.compile(r"^\s*p\.?\s?s\.?\b", re.IGNORECASE)
+_QUOTE_PREFIX = re.compile(r"^\s*(?:>\s?)+")
 
 
 def _is_header_block(lines: list[str], i: int) -> bool:
@@ -232,13 +241,54 @@ def _history_start(lines: list[str]) -> tuple[int | None, bool]:
         if _is_header_block(lines, i):
             return i, False
         if _ATTRIBUTION.match(line) and len(line) < 300:
+            if _quote_follows(lines, i + 1):
+                continue  # "> " lines follow: inline quoting, the sender may answer below it
             return i, False
         # attribution wrapped over two lines: "On Mon, 3 Jun 2024 at 10:02, Jane Doe <\njane@x> wrote:"
         if i + 1 < len(lines) and re.match(r"^\s*(?:on|op|le|am)\s", line, re.I) and len(line) < 200:
             joined = line.rstrip() + " " + lines[i + 1].strip()
             if _ATTRIBUTION.match(joined) and re.search(r":\s*$", lines[i + 1]):
+                if _quote_follows(lines, i + 2):
+                    continue
                 return i, False
     return None, False
+
+
+_ATTRIBUTION_START = re.compile(r"^\s*(?:on|op|le|am)\s", re.IGNORECASE)
+
+
+def _attribution_above_quote(lines: list[str], i: int) -> bool:
+    """Whether line i is (part of) an attribution line, possibly wrapped over two lines, that
+    introduces "> " quoted lines."""
+    line = lines[i]
+    if _ATTRIBUTION.match(line) and _quote_follows(lines, i + 1):
+        return True
+    if (
+        i + 1 < len(lines)
+        and _ATTRIBUTION_START.match(line)
+        and _quote_follows(lines, i + 2)
+        and _ATTRIBUTION.match(line.rstrip() + " " + lines[i + 1].strip())
+    ):
+        return True
+    if i > 0 and _ATTRIBUTION_START.match(lines[i - 1]) and _quote_follows(lines, i + 1):
+        return bool(_ATTRIBUTION.match(lines[i - 1].rstrip() + " " + line.strip()))
+    return False
+
+
+def _quote_follows(lines: list[str], start: int) -> bool:
+    """Whether the next non-blank line from `start` on is a "> " quoted line."""
+    nxt = next((x for x in lines[start:] if x.strip()), "")
+    return nxt.lstrip().startswith(">")
+
+
+_SENTENCE_END = re.compile(r"[.?!…]\s*$")
+
+
+def _signature_like(line: str) -> bool:
+    """A name, title, phone number or address line, not a sentence or a postscript."""
+    if len(line) >= 70 or _POSTSCRIPT.match(line):
+        return False
+    return not (_SENTENCE_END.search(line) and len(line.split()) >= 4)
 
 
 def _split_signature(lines: list[str]) -> tuple[list[str], list[str]]:
@@ -272,14 +322,14 @@ def _split_signature(lines: list[str]) -> tuple[list[str], list[str]]:
         else:
             break
     # a sign-off ("Kind regards,") followed only by a few short lines: name, role, phone
+    # (the lines below it must look like a signature, not like sentences: "Thanks\nplease delete
+    # my account.\nJo" keeps the request)
     for i in range(max(0, cut - 12), cut):
         if _SIGN_OFF.match(lines[i]):
             tail = [x for x in lines[i + 1 : cut] if x.strip()]
-            if len(tail) <= 8 and all(len(x) < 70 and not _POSTSCRIPT.match(x) for x in tail) and any(
-                x.strip() for x in lines[:i]
-            ):
+            if len(tail) <= 8 and all(_signature_like(x) for x in tail) and any(x.strip() for x in lines[:i]):
                 cut = i
-            break
+                break
     return lines[:cut], lines[cut:]
 
 
@@ -301,12 +351,17 @@ def split_reply(text: str) -> ReplyParts:
         if line.lstrip().startswith(">"):
             inline_quotes.append(line)
             continue
-        # an attribution line directly above an inline quote belongs to the quote
-        nxt = next((x for x in body[idx + 1 :] if x.strip()), "")
-        if nxt.lstrip().startswith(">") and _ATTRIBUTION.match(line):
+        # an attribution line directly above an inline quote belongs to the quote (also when it
+        # is wrapped over two lines)
+        if _attribution_above_quote(body, idx):
             inline_quotes.append(line)
             continue
         new_lines.append(line)
+    if not forwarded:  # an HTML forward arrives as "> " lines: look for its marker there
+        forwarded = any(
+            (_SEPARATOR.match(q) and _FORWARD_WORDS.search(q)) or _BARE_FORWARD.match(q)
+            for q in (_QUOTE_PREFIX.sub("", x) for x in inline_quotes[:40])
+        )
     new_lines, sig_lines = _split_signature(new_lines)
     new_text = re.sub(r"\n{3,}", "\n\n", "\n".join(new_lines)).strip()
     quoted = "\n".join(inline_quotes + history).strip()

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import time
-import urllib.parse
 import signal
+import socket
 import sqlite3
 import stat
 import subprocess
 import sys
+import time
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -262,8 +262,9 @@ async def test_http_mode_serves_slack_requests_with_signature_verification(
     await deliver(mailbox, "access-short-en.eml")
     await wait_until(lambda: slack.roots(CHANNEL), 20)
     root = slack.roots(CHANNEL)[0]
-    body = "payload=" + urllib.parse.quote(json.dumps(
-        slack.block_actions_payload(root, "case.claim", user="UALICE01")))
+    body = "payload=" + urllib.parse.quote(
+        json.dumps(slack.block_actions_payload(root, "case.claim", user="UALICE01"))
+    )
     secret = product.env["SLACK_SIGNING_SECRET"]
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     async with aiohttp.ClientSession() as http:
@@ -278,7 +279,9 @@ async def test_http_mode_serves_slack_requests_with_signature_verification(
             assert wrong.status == 401
         async with http.post(url, data=body, headers={**form, **sign_http_request(body, secret)}) as signed:
             assert signed.status == 200
-    await wait_until(lambda: slack.roots(CHANNEL)[0]["metadata"]["event_payload"]["assignee"] == "UALICE01", 20)
+    await wait_until(
+        lambda: slack.roots(CHANNEL)[0]["metadata"]["event_payload"]["assignee"] == "UALICE01", 20
+    )
     assert not slack.calls_to("apps.connections.open")  # no Socket Mode in HTTP mode
     product.signal(signal.SIGTERM)
     assert await product.wait(30) == 0
