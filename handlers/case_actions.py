@@ -16,7 +16,14 @@ from datetime import date, datetime
 from bot.errors import TransitionError
 from handlers.classification import KINDS, REQUEST_KINDS
 from handlers.deadlines import Calendar
-from handlers.render import IDENTITY_LABELS, OUTCOME_LABELS, escape_mrkdwn, kind_label, mention
+from handlers.render import (
+    IDENTITY_LABELS,
+    OUTCOME_LABELS,
+    WAITING_LABELS,
+    escape_mrkdwn,
+    kind_label,
+    mention,
+)
 from handlers.systems import Inventory, checklist_for
 from storage.models import Case
 from storage.store import Store, Tx
@@ -40,7 +47,7 @@ __all__ = [
 ]
 
 IDENTITY_METHODS = {**IDENTITY_LABELS, "not_needed": "not needed"}
-WAITING_FOR = {"identity": "identity documents", "clarification": "a clarification"}
+WAITING_FOR = WAITING_LABELS
 OUTCOMES = OUTCOME_LABELS
 #: Rights whose fulfilment discloses or destroys data: identity must be settled first.
 IDENTITY_REQUIRED = ("access", "portability", "erasure")

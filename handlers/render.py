@@ -155,6 +155,7 @@ class RootContext:
     ] = ()  # (relation, case reference), e.g. ("split off", "PRIV-2026-0005")
 
 
+WAITING_LABELS = {"identity": "identity documents", "clarification": "a clarification"}
 IDENTITY_LABELS = {
     "same_address": "same address as our records",
     "id_document": "ID document checked",
@@ -257,9 +258,7 @@ def case_root_blocks(
         blocks.append({"type": "context", "elements": [_mrkdwn(w) for w in warnings]})
     facts = []
     if case.status == "awaiting_requester" and case.waiting_since is not None:
-        what = {"identity": "identity documents", "clarification": "a clarification"}.get(
-            case.waiting_for, "an answer"
-        )
+        what = WAITING_LABELS.get(case.waiting_for, "an answer")
         facts.append(
             f":hourglass_flowing_sand: Waiting for the requester since "
             f"{_fmt_date(case.waiting_since.astimezone(tz).date())} ({what})."
