@@ -13,12 +13,12 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -28,6 +28,7 @@ from storage.models import AuditEvent, Case, ChecklistItem, Cursor, StoredEmail,
 __all__ = ["Store", "Tx", "iso", "parse_instant"]
 
 logger = logging.getLogger(__name__)
+_R = TypeVar("_R")
 
 
 def iso(instant: datetime) -> str:
@@ -719,14 +720,16 @@ class Store:
             "ORDER BY e.id LIMIT ?",
             (limit,),
         )
-        out = []
-        for r in rows:
-            em = _email(r)
-            assert em.case_id is not None
-            case = await self.case(case_id=em.case_id)
-            assert case is not None
-            out.append((em, case))
-        return out
+        return await self._with_cases([_email(r) for r in rows], lambda e: e.case_id or 0)
+
+    async def _with_cases(self, records: list[_R], case_id: Callable[[_R], int]) -> list[tuple[_R, Case]]:
+        """Each record with its case, read in one query."""
+        ids = sorted({case_id(r) for r in records})
+        if not ids:
+            return []
+        rows = await self._fetchall(f"SELECT * FROM cases WHERE id IN ({','.join('?' * len(ids))})", ids)
+        cases = {row["id"]: _case(row) for row in rows}
+        return [(r, cases[case_id(r)]) for r in records]
 
     async def mark_email_post_started(self, email_id: int, *, at: datetime) -> None:
         """Note that an email's thread reply is about to be posted."""
@@ -751,13 +754,7 @@ class Store:
             "WHERE n.slack_ts IS NULL AND c.slack_root_ts IS NOT NULL ORDER BY n.id LIMIT ?",
             (limit,),
         )
-        out = []
-        for r in rows:
-            note = _note(r)
-            case = await self.case(case_id=note.case_id)
-            assert case is not None
-            out.append((note, case))
-        return out
+        return await self._with_cases([_note(r) for r in rows], lambda n: n.case_id)
 
     async def mark_note_post_started(self, note_id: int, *, at: datetime) -> None:
         """Note that a thread note is about to be posted."""
