@@ -124,8 +124,18 @@ def synthetic_message_id(raw: bytes) -> str:
 # header helpers
 
 
+_NOT_IN_ID = re.compile(r"[\s\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _clean(value: str) -> str:
-    """One-line header text: CR/LF and control characters removed, whitespace collapsed."""
+    """One-line header text: raw 8-bit bytes decoded (the parser keeps them as surrogates, which
+    cannot be stored as UTF-8), CR/LF and control characters removed, whitespace collapsed."""
+    if _SURROGATE.search(value):
+        try:
+            value = _decode_bytes(value.encode("utf-8", "surrogateescape"), None)
+        except UnicodeEncodeError:
+            value = _SURROGATE.sub("\ufffd", value)
     value = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", " ", value.replace("\r", " ").replace("\n", " "))
     return re.sub(r"\s+", " ", value).strip()
 
@@ -221,7 +231,7 @@ def _message_ids(msg: Message, name: str) -> tuple[str, ...]:
     ids: dict[str, None] = {}
     for raw in _raw_headers(msg, name):
         for m in _MSGID.finditer(raw):
-            ids[f"<{m.group(1)}>"] = None
+            ids["<" + _NOT_IN_ID.sub("", _clean(m.group(1))) + ">"] = None
     return tuple(ids)
 
 
@@ -250,7 +260,7 @@ def _decode_bytes(data: bytes, charset: str | None) -> str:
 
 def _content_type(part: Message) -> str:
     try:
-        return part.get_content_type()
+        return _clean(part.get_content_type())
     except Exception:
         return "application/octet-stream"
 

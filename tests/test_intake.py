@@ -198,3 +198,27 @@ async def test_a_failed_transaction_leaves_the_cursor_where_it_was(inbox: Store)
     cursor = await inbox.cursor("INBOX")
     assert cursor is not None and cursor.last_uid == 1
     assert len(await inbox.cases()) == 1
+
+
+@pytest.mark.shared
+async def test_every_wild_email_yields_a_case_or_a_recorded_machine_message(inbox: Store) -> None:
+    from tests.conftest import shared_path
+
+    wild = shared_path("corpus", "wild")
+    skip = {"SOURCES.md", "README.txt", "COPYING", "ARTISTIC-LICENSE.txt", ".gitattributes"}
+    files = sorted(
+        p for p in wild.rglob("*") if p.is_file() and p.name not in skip and not p.name.startswith("LICENSE")
+    )
+    assert len(files) == 768
+    actions: dict[str, int] = {}
+    for uid, path in enumerate(files, start=1):
+        outcome = await take_in(inbox, message(path.read_bytes(), uid), calendar=CALENDAR)
+        actions[outcome.action] = actions.get(outcome.action, 0) + 1
+        assert outcome.action in ("opened_case", "automated", "follow_up", "duplicate"), path
+        if outcome.action != "automated":
+            assert outcome.case_ref is not None or outcome.action == "duplicate", path
+    stored = await inbox.email_counts()
+    assert sum(stored.values()) + actions.get("duplicate", 0) == 768  # every message stored once
+    assert actions["opened_case"] == len(await inbox.cases())
+    cursor = await inbox.cursor("INBOX")
+    assert cursor is not None and cursor.last_uid == 768

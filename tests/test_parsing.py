@@ -67,6 +67,30 @@ def assert_well_formed(email: InboundEmail) -> None:
     assert "\x00" not in email.text
     assert len(email.text) <= MAX_TEXT
     assert all(isinstance(a, Attachment) for a in email.attachments)
+    # every string can be stored as UTF-8 (8-bit header bytes must not survive as surrogates)
+    strings = [
+        email.message_id,
+        email.subject,
+        email.from_name,
+        email.from_addr,
+        email.reply_to,
+        email.content_type,
+        email.report_type,
+        email.text,
+        email.new_text,
+        email.quoted_text,
+        email.signature,
+        *email.to,
+        *email.cc,
+        *email.in_reply_to,
+        *email.references,
+        *email.problems,
+        *email.part_types,
+        *(v for _, v in email.headers),
+        *(f"{a.filename}{a.content_type}" for a in email.attachments),
+    ]
+    for value in strings:
+        value.encode("utf-8")
 
 
 # --- the recorded fixtures -------------------------------------------------------------------------
