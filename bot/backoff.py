@@ -6,12 +6,13 @@ must keep trying on their own (the IMAP connection, the Slack publisher between 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
 from collections.abc import Callable
 
-__all__ = ["Backoff", "Outage"]
+__all__ = ["Backoff", "Outage", "sleep_until"]
 
 
 class Backoff:
@@ -81,3 +82,15 @@ def _describe(error: BaseException) -> str:
         except Exception:
             code = None
     return f"{type(error).__name__}: {code}" if code else type(error).__name__
+
+
+async def sleep_until(stop: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> None:
+    """Sleep until `stop` (or `wake`) is set, or `timeout` seconds pass."""
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

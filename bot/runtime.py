@@ -23,6 +23,7 @@ from bot.app import build_client, create_app
 from bot.backoff import Backoff, Outage
 from bot.errors import SLACK_FAILURES
 from bot.mailbox import MailboxWatcher
+from bot.mailer import Mailer
 from bot.settings import Settings
 from handlers.intake import IntakeOutcome, IntakeRules, take_in, take_in_unparsed
 from handlers.publishing import Publisher
@@ -57,9 +58,20 @@ async def run(
         stack.push_async_callback(session.close)
         client = build_client(settings, session=session)
         publisher = Publisher(store, client, channel=settings.slack.channel_id, calendar=settings.calendar)
+        mailer = (
+            Mailer(store, settings.smtp, mail_from=settings.mail_from, on_sent=publisher.notify)
+            if settings.smtp
+            else None
+        )
+
+        def notify() -> None:
+            publisher.notify()
+            if mailer is not None:
+                mailer.notify()
+
         staff = StaffDirectory(client, channel=settings.slack.channel_id, fixed=settings.slack.staff_user_ids)
         app = create_app(
-            settings, store=store, client=client, inventory=inventory, notify=publisher.notify, staff=staff
+            settings, store=store, client=client, inventory=inventory, notify=notify, staff=staff
         )
 
         def delivered(outcome: IntakeOutcome) -> None:
@@ -73,6 +85,8 @@ async def run(
             connector = _SlackConnection(settings, app)
             tasks.append(asyncio.create_task(connector.run(stop), name="slack-connection"))
             tasks.append(asyncio.create_task(publisher.run(stop), name="slack-publisher"))
+            if mailer is not None:
+                tasks.append(asyncio.create_task(mailer.run(stop), name="smtp-mailer"))
             # look the staff up once now, so the first click does not wait for Slack (modals must
             # open within 3 seconds of the click)
             tasks.append(asyncio.create_task(_warm(staff), name="staff-lookup"))

@@ -9,9 +9,11 @@ render; tests call them directly.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from email.utils import make_msgid
 
 from bot.errors import TransitionError
 from handlers.classification import KINDS, REQUEST_KINDS
@@ -39,6 +41,8 @@ __all__ = [
     "extension_notice",
     "long_date",
     "reopen",
+    "reply_subject",
+    "reply_to_requester",
     "resolve",
     "split_off",
     "start_wait",
@@ -309,24 +313,112 @@ async def start_wait(
         raise TransitionError("Choose what you are waiting for.", field="waiting_for")
     async with store.transaction(now=now) as tx:
         case = await _open_case(tx, case_id)
-        if case.status == "awaiting_requester":
-            raise TransitionError(f"{case.ref} is already waiting for the requester.")
-        changes: dict[str, object] = {
-            "status": "awaiting_requester",
-            "status_before_wait": case.status,
-            "waiting_since": now,
-            "waiting_for": waiting_for,
-        }
-        clock = (
-            "the legal clock is paused until they answer" if pause_clock else "the legal clock keeps running"
+        return await _begin_wait(
+            tx,
+            case,
+            actor=actor,
+            waiting_for=waiting_for,
+            note=note,
+            calendar=calendar,
+            pause_clock=pause_clock,
         )
-        text = (
-            f"{mention(actor)} is waiting for the requester since {long_date(calendar.local_date(now))}: "
-            f"{WAITING_FOR[waiting_for]} ({clock})."
+
+
+async def _begin_wait(
+    tx: Tx, case: Case, *, actor: str, waiting_for: str, note: str, calendar: Calendar, pause_clock: bool
+) -> Case:
+    if case.status == "awaiting_requester":
+        raise TransitionError(f"{case.ref} is already waiting for the requester.")
+    changes: dict[str, object] = {
+        "status": "awaiting_requester",
+        "status_before_wait": case.status,
+        "waiting_since": tx.now,
+        "waiting_for": waiting_for,
+    }
+    clock = "the legal clock is paused until they answer" if pause_clock else "the legal clock keeps running"
+    text = (
+        f"{mention(actor)} is waiting for the requester since {long_date(calendar.local_date(tx.now))}: "
+        f"{WAITING_FOR[waiting_for]} ({clock})."
+    )
+    if note.strip():
+        text += f" {_sentence(note)}"
+    return await tx.update_case(case, actor=actor, action="case.waiting", changes=changes, note=text)
+
+
+# --- replying to the requester -------------------------------------------------------------------
+
+
+async def reply_to_requester(
+    store: Store,
+    *,
+    case_id: int,
+    actor: str,
+    body: str,
+    wait_for: str,
+    now: datetime,
+    calendar: Calendar,
+    pause_clock: bool,
+    mail_from: str,
+) -> Case:
+    """Commit a reply to the requester for the mailer to send (threaded to their last email, the
+    case reference in the subject); optionally start waiting for their answer in the same step."""
+    body = body.strip()
+    if not body:
+        raise TransitionError("Write the reply.", field="body")
+    if wait_for and wait_for not in WAITING_FOR:
+        raise TransitionError("Choose what you are waiting for, or nothing.", field="wait_for")
+    async with store.transaction(now=now) as tx:
+        case = await _open_case(tx, case_id)
+        if "@" not in case.requester_email:
+            raise TransitionError("This case has no address to answer to.", field="body")
+        in_reply_to, references = await tx.latest_thread_ids(case.id)
+        domain = mail_from.rsplit("@", 1)[-1] if "@" in mail_from else None
+        await tx.queue_outbound(
+            case_id=case.id,
+            message_id=make_msgid(domain=domain),
+            to_addr=case.requester_email,
+            subject=reply_subject(case),
+            body=body,
+            language=case.language,
+            in_reply_to=in_reply_to,
+            references=[*references, in_reply_to] if in_reply_to else [],
+            author=actor,
         )
-        if note.strip():
-            text += f" {_sentence(note)}"
-        return await tx.update_case(case, actor=actor, action="case.waiting", changes=changes, note=text)
+        quoted = escape_mrkdwn(body if len(body) <= 1500 else body[:1500] + "…")
+        case = await tx.update_case(
+            case,
+            actor=actor,
+            action="case.replied",
+            changes={},
+            audit_note=f"{len(body)} characters",
+            note=f"{mention(actor)} replied to the requester by email:\n>>> {quoted}",
+        )
+        if wait_for:
+            case = await _begin_wait(
+                tx,
+                case,
+                actor=actor,
+                waiting_for=wait_for,
+                note="",
+                calendar=calendar,
+                pause_clock=pause_clock,
+            )
+        return case
+
+
+def reply_subject(case: Case) -> str:
+    """ "Re: [PRIV-2026-0042] <the request's subject>" (earlier Re:/Fwd: prefixes and references removed)."""
+    subject = CASE_REF_IN_SUBJECT.sub("", case.subject)
+    subject = re.sub(r"^\s*(?:(?:re|aw|antw|sv|tr|fwd?|wg|doorst)\s*:\s*)+", "", subject, flags=re.IGNORECASE)
+    subject = " ".join(subject.split()) or {
+        "fr": "Votre demande",
+        "nl": "Uw verzoek",
+        "de": "Ihre Anfrage",
+    }.get(case.language, "Your privacy request")
+    return f"Re: [{case.ref}] {subject}"[:200]
+
+
+CASE_REF_IN_SUBJECT = re.compile(r"\[?\bPRIV-\d{4}-\d{4,6}\b\]?", re.IGNORECASE)
 
 
 async def end_wait(

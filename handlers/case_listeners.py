@@ -239,6 +239,16 @@ async def _resolve(desk: Any, case: Case) -> dict[str, Any] | str:
     )
 
 
+async def _reply(desk: Any, case: Case) -> dict[str, Any] | str:
+    if desk.settings.smtp is None:
+        return "Replies are sent by email: set SMTP_HOST (and MAIL_FROM) to answer requesters from Slack."
+    if not case.is_open:
+        return f"{case.ref} is resolved; reopen it to write to the requester."
+    if "@" not in case.requester_email:
+        return f"{case.ref} has no address to answer to."
+    return views.reply_view(case, pause_clock=desk.settings.clock_pause_on_wait)
+
+
 async def _reopen(desk: Any, case: Case) -> dict[str, Any] | str:
     return f"{case.ref} is not resolved." if case.is_open else views.reopen_view(case)
 
@@ -250,6 +260,7 @@ _OPENERS = {
     "case.wait": _opener(_wait),
     "case.resolve": _opener(_resolve),
     "case.reopen": _opener(_reopen),
+    "case.reply": _opener(_reply),
 }
 
 
@@ -356,6 +367,22 @@ async def _apply_resolve(desk: Any, case_id: int, user: str, values: dict[str, A
     )
 
 
+async def _apply_reply(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
+    if desk.settings.smtp is None:
+        raise TransitionError("Outgoing mail is not configured (SMTP_HOST).", field="body")
+    return await case_actions.reply_to_requester(
+        desk.store,
+        case_id=case_id,
+        actor=user,
+        body=_str(values, "body"),
+        wait_for=_str(values, "wait_for"),
+        now=desk.clock(),
+        calendar=desk.calendar,
+        pause_clock=desk.settings.clock_pause_on_wait,
+        mail_from=desk.settings.mail_from,
+    )
+
+
 async def _apply_reopen(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
     return await case_actions.reopen(
         desk.store, case_id=case_id, actor=user, reason=_str(values, "reason"), now=desk.clock()
@@ -369,4 +396,5 @@ _SUBMISSIONS = {
     "case.wait": _submission(_apply_wait, "waiting_for"),
     "case.resolve": _submission(_apply_resolve, "outcome"),
     "case.reopen": _submission(_apply_reopen, "reason"),
+    "case.reply": _submission(_apply_reply, "body"),
 }

@@ -23,7 +23,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.backoff import Backoff, Outage
+from bot.backoff import Backoff, Outage, sleep_until
 from bot.errors import SLACK_FAILURES
 from handlers.deadlines import Calendar
 from handlers.render import (
@@ -101,12 +101,12 @@ class Publisher:
                 busy = await self.publish_pending()
             except SLACK_FAILURES as e:
                 self.outage.failed(e)
-                await _wait(stop, None, self.backoff.next_delay())
+                await sleep_until(stop, None, self.backoff.next_delay())
                 continue
             self.outage.recovered()
             self.backoff.reset()
             if not busy:
-                await _wait(stop, self._wake, self.idle_interval)
+                await sleep_until(stop, self._wake, self.idle_interval)
 
     @property
     def today(self) -> date:
@@ -375,15 +375,3 @@ def _code(e: SlackApiError) -> str:
         return str(e.response.get("error") or "")
     except Exception:
         return ""
-
-
-async def _wait(stop: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> None:
-    """Sleep until `stop` (or `wake`) is set, or `timeout` seconds pass."""
-    waiters = [asyncio.ensure_future(stop.wait())]
-    if wake is not None:
-        waiters.append(asyncio.ensure_future(wake.wait()))
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()

@@ -186,7 +186,7 @@ def _button(text: str, action_id: str, value: str, *, style: str | None = None) 
 
 def case_actions(case: Case) -> list[dict[str, object]]:
     """The buttons of a case root: Claim (and an "Assign to…" picker), Change type, Verify identity,
-    Extend, waiting for the requester, Resolve — or Reopen once resolved."""
+    Extend, Reply, waiting for the requester, Resolve — or Reopen once resolved."""
     value = str(case.id)
     if not case.is_open:
         return [
@@ -204,6 +204,7 @@ def case_actions(case: Case) -> list[dict[str, object]]:
     ]
     if case.extended_at is None and case.kind != "complaint":
         elements.append(_button("Extend", "case.extend", value))
+    elements.append(_button("Reply", "case.reply", value))
     if case.status == "awaiting_requester":
         elements.append(_button("Requester answered", "case.answered", value))
     else:

@@ -22,6 +22,7 @@ __all__ = [
     "metadata_of",
     "recipient_choices",
     "reopen_view",
+    "reply_view",
     "resolve_view",
     "values_of",
     "verify_view",
@@ -250,6 +251,42 @@ def resolve_view(case: Case, *, inventory: Inventory | None) -> dict[str, object
             },
         )
     return _modal("case.resolve", case, "Resolve case", "Resolve", blocks)
+
+
+def reply_view(case: Case, *, pause_clock: bool) -> dict[str, object]:
+    """Write to the requester (sent by email from the privacy address, threaded to their mail)."""
+    clock = "paused until they answer" if pause_clock else "keeps running while you wait"
+    return _modal(
+        "case.reply",
+        case,
+        "Reply to requester",
+        "Send",
+        [
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "verbatim": True,
+                        "text": escape_mrkdwn(
+                            f"To {case.requester_email}, from the privacy address, with {case.ref} in the subject."
+                        ),
+                    }
+                ],
+            },
+            _note("body", "Message", optional=False),
+            _input(
+                "wait_for",
+                "Then wait for the requester's answer?",
+                {
+                    "type": "radio_buttons",
+                    "options": [_option(k, v.capitalize()) for k, v in WAITING_FOR.items()],
+                },
+                optional=True,
+                hint=f"Leave empty if you expect no answer. The legal clock {clock}.",
+            ),
+        ],
+    )
 
 
 def reopen_view(case: Case) -> dict[str, object]:

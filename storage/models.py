@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-__all__ = ["CASE_STATUSES", "AuditEvent", "Case", "ChecklistItem", "Cursor", "StoredEmail", "ThreadNote"]
+__all__ = [
+    "CASE_STATUSES",
+    "AuditEvent",
+    "Case",
+    "ChecklistItem",
+    "Cursor",
+    "OutboundEmail",
+    "StoredEmail",
+    "ThreadNote",
+]
 
 CASE_STATUSES = ("new", "in_progress", "awaiting_requester", "extended", "resolved")
 
@@ -132,6 +141,27 @@ class StoredEmail:
     slack_ts: str | None
     slack_post_started_at: datetime | None
     split_case_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundEmail:
+    """A reply to the requester, written in Slack, waiting to be sent or sent."""
+
+    id: int
+    case_id: int
+    message_id: str
+    to_addr: str
+    subject: str
+    body: str
+    language: str
+    in_reply_to: str
+    references: tuple[str, ...]
+    author: str
+    created_at: datetime
+    sent_at: datetime | None
+    failed_at: datetime | None
+    attempts: int
+    last_error: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from bot.errors import StorageError
-from storage.models import AuditEvent, Case, ChecklistItem, Cursor, StoredEmail, ThreadNote
+from storage.models import AuditEvent, Case, ChecklistItem, Cursor, OutboundEmail, StoredEmail, ThreadNote
 
 __all__ = ["Store", "Tx", "iso", "parse_instant"]
 
@@ -196,6 +196,26 @@ def _item(row: sqlite3.Row) -> ChecklistItem:
     )
 
 
+def _outbound(row: sqlite3.Row) -> OutboundEmail:
+    return OutboundEmail(
+        id=row["id"],
+        case_id=row["case_id"],
+        message_id=row["message_id"],
+        to_addr=row["to_addr"],
+        subject=row["subject"],
+        body=row["body"],
+        language=row["language"],
+        in_reply_to=row["in_reply_to"],
+        references=_json_tuple(row["references_ids"]),
+        author=row["author"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        sent_at=parse_instant(row["sent_at"]),
+        failed_at=parse_instant(row["failed_at"]),
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+    )
+
+
 def _note(row: sqlite3.Row) -> ThreadNote:
     return ThreadNote(
         id=row["id"],
@@ -224,7 +244,8 @@ class Tx:
         return await self._one("SELECT 1 FROM emails WHERE message_id = ?", (message_id,)) is not None
 
     async def case_for_message_ids(self, message_ids: Iterable[str]) -> Case | None:
-        """The case of the most recent stored email among `message_ids`, if any has one."""
+        """The case of the most recent stored email among `message_ids`: one we received, or a
+        reply we sent (so the requester's answer to our reply finds its case)."""
         ids = list(dict.fromkeys(message_ids))[-100:]
         if not ids:
             return None
@@ -234,6 +255,12 @@ class Tx:
             f"WHERE e.message_id IN ({marks}) ORDER BY e.id DESC LIMIT 1",
             ids,
         )
+        if row is None:
+            row = await self._one(
+                f"SELECT c.* FROM outbound_emails o JOIN cases c ON c.id = o.case_id "
+                f"WHERE o.message_id IN ({marks}) ORDER BY o.id DESC LIMIT 1",
+                ids,
+            )
         return _case(row) if row else None
 
     async def insert_email(self, **fields: object) -> int:
@@ -391,6 +418,63 @@ class Tx:
     async def mark_email_split(self, email_id: int, case_id: int) -> None:
         """Remember that an email was split off into `case_id`."""
         await self._conn.execute("UPDATE emails SET split_case_id = ? WHERE id = ?", (case_id, email_id))
+
+    async def queue_outbound(
+        self,
+        *,
+        case_id: int,
+        message_id: str,
+        to_addr: str,
+        subject: str,
+        body: str,
+        language: str,
+        in_reply_to: str,
+        references: Sequence[str],
+        author: str,
+    ) -> int:
+        """Commit a reply for the mailer to send."""
+        cur = await self._conn.execute(
+            "INSERT INTO outbound_emails (case_id, message_id, to_addr, subject, body, language, in_reply_to, "
+            "references_ids, author, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                case_id,
+                message_id,
+                to_addr,
+                subject,
+                body,
+                language,
+                in_reply_to,
+                _dumps(list(references)),
+                author,
+                iso(self.now),
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    async def latest_thread_ids(self, case_id: int) -> tuple[str, tuple[str, ...]]:
+        """The Message-ID to answer (the newest email from the requester, else the newest we sent)
+        and its References, for threading a reply."""
+        row = await self._one(
+            "SELECT message_id, references_ids FROM emails WHERE case_id = ? AND disposition != 'automated' "
+            "AND synthetic_id = 0 ORDER BY id DESC LIMIT 1",
+            (case_id,),
+        )
+        if row is None:
+            row = await self._one(
+                "SELECT message_id, references_ids FROM outbound_emails WHERE case_id = ? ORDER BY id DESC LIMIT 1",
+                (case_id,),
+            )
+        if row is None:
+            return "", ()
+        return str(row["message_id"]), _json_tuple(row["references_ids"])
+
+    async def mark_outbound(self, outbound_id: int, *, sent: bool, error: str = "") -> None:
+        """Record that a reply was sent, or refused for good."""
+        column = "sent_at" if sent else "failed_at"
+        await self._conn.execute(
+            f"UPDATE outbound_emails SET {column} = ?, last_error = ? WHERE id = ?",
+            (iso(self.now), error, outbound_id),
+        )
 
     # --- checklist ------------------------------------------------------------------------------
     async def checklist(self, case_id: int) -> list[ChecklistItem]:
@@ -793,3 +877,25 @@ class Store:
             (case.id, case.split_from_case_id or -1),
         )
         return [_case(r) for r in rows]
+
+    # --- replies to the requester -------------------------------------------------------------------
+    async def outbound_to_send(self, *, limit: int = 20) -> list[OutboundEmail]:
+        """Replies neither sent nor refused for good, oldest first."""
+        rows = await self._fetchall(
+            "SELECT * FROM outbound_emails WHERE sent_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT ?",
+            (limit,),
+        )
+        return [_outbound(r) for r in rows]
+
+    async def outbound_of_case(self, case_id: int) -> list[OutboundEmail]:
+        """The replies written on a case, oldest first."""
+        rows = await self._fetchall("SELECT * FROM outbound_emails WHERE case_id = ? ORDER BY id", (case_id,))
+        return [_outbound(r) for r in rows]
+
+    async def mark_send_attempt(self, outbound_id: int, *, at: datetime, error: str = "") -> None:
+        """Count an attempt to send a reply (and the error of a failed one)."""
+        await self._write(
+            "UPDATE outbound_emails SET send_started_at = COALESCE(send_started_at, ?), attempts = attempts + 1, "
+            "last_error = ? WHERE id = ?",
+            (iso(at), error, outbound_id),
+        )

@@ -215,6 +215,7 @@ async def test_full_lifecycle_from_new_to_reopened(desk: Harness) -> None:
         "Change type",
         "Verify identity",
         "Extend",
+        "Reply",
         "Awaiting requester",
         "Resolve",
     ]

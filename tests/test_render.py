@@ -278,6 +278,12 @@ def test_case_root_blocks_golden() -> None:
                 },
                 {
                     "type": "button",
+                    "text": {"type": "plain_text", "text": "Reply", "emoji": False},
+                    "action_id": "case.reply",
+                    "value": "7",
+                },
+                {
+                    "type": "button",
                     "text": {"type": "plain_text", "text": "Awaiting requester", "emoji": False},
                     "action_id": "case.wait",
                     "value": "7",
