@@ -37,8 +37,12 @@ class AutomatedVerdict:
     certain: bool = True
 
 
-_BOUNCE_SENDER = re.compile(r"^(?:mailer-daemon|postmaster|mail-daemon|mailerdaemon|bounces?)(?:[+@.]|$)", re.I)
-_BOUNCE_SENDER_NAME = re.compile(r"^(?:mail delivery (?:subsystem|system|service)|mailer-daemon|postmaster)$", re.I)
+_BOUNCE_SENDER = re.compile(
+    r"^(?:mailer-daemon|postmaster|mail-daemon|mailerdaemon|bounces?)(?:[+@.]|$)", re.I
+)
+_BOUNCE_SENDER_NAME = re.compile(
+    r"^(?:mail delivery (?:subsystem|system|service)|mailer-daemon|postmaster)$", re.I
+)
 _BOUNCE_SUBJECT = re.compile(
     r"^\s*(?:undeliverable|undelivered mail|delivery status notification|mail delivery (?:failed|failure|"
     r"subsystem)|returned mail|failure notice|delivery (?:failure|has failed)|message not delivered|"
@@ -79,8 +83,12 @@ _AUTO_BODY = re.compile(
     re.I,
 )
 _AUTO_SUBJECT_PREFIX = re.compile(_AUTO_SUBJECT.pattern + r"[^:?!\n]{0,20}:", re.I)
-_READ_SUBJECT = re.compile(r"^\s*(?:read|lu|gelezen|gelesen|gelesen von|read receipt|accus[ée] de lecture)\s*:", re.I)
-_AUTO_HEADER_VALUE = re.compile(r"auto[-_ ]?(?:replied|reply|generated|notified|respon[ds]e?|submitted)", re.I)
+_READ_SUBJECT = re.compile(
+    r"^\s*(?:read|lu|gelezen|gelesen|gelesen von|read receipt|accus[ée] de lecture)\s*:", re.I
+)
+_AUTO_HEADER_VALUE = re.compile(
+    r"auto[-_ ]?(?:replied|reply|generated|notified|respon[ds]e?|submitted)", re.I
+)
 _NOREPLY_SENDER = re.compile(r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|donotreply|noreply)(?:[+@.]|$)", re.I)
 
 

@@ -25,6 +25,7 @@ from handlers.render import (
     escape_mrkdwn,
     kind_label,
     mention,
+    notice_note_blocks,
 )
 from handlers.systems import Inventory, checklist_for
 from storage.models import Case
@@ -231,7 +232,14 @@ async def extend(
             f"The requester must be told by {long_date(one_month)}. Notice to send:\n"
             f">>> {escape_mrkdwn(extension_notice(case, due=due, reason=reason, language=case.language))}"
         )
-        return await tx.update_case(case, actor=actor, action="case.extended", changes=changes, note=note)
+        return await tx.update_case(
+            case,
+            actor=actor,
+            action="case.extended",
+            changes=changes,
+            note=note,
+            note_blocks=notice_note_blocks(note, case),
+        )
 
 
 _NOTICES = {

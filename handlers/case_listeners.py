@@ -249,6 +249,16 @@ async def _reply(desk: Any, case: Case) -> dict[str, Any] | str:
     return views.reply_view(case, pause_clock=desk.settings.clock_pause_on_wait)
 
 
+async def _reply_notice(desk: Any, case: Case) -> dict[str, Any] | str:
+    view = await _reply(desk, case)
+    if isinstance(view, str) or case.extended_at is None:
+        return view
+    notice = case_actions.extension_notice(
+        case, due=case.due_date, reason=case.extension_reason, language=case.language
+    )
+    return views.reply_view(case, pause_clock=desk.settings.clock_pause_on_wait, initial=notice)
+
+
 async def _reopen(desk: Any, case: Case) -> dict[str, Any] | str:
     return f"{case.ref} is not resolved." if case.is_open else views.reopen_view(case)
 
@@ -261,6 +271,7 @@ _OPENERS = {
     "case.resolve": _opener(_resolve),
     "case.reopen": _opener(_reopen),
     "case.reply": _opener(_reply),
+    "case.reply_notice": _opener(_reply_notice),
 }
 
 

@@ -123,6 +123,7 @@ class Classification:
 # ---------------------------------------------------------------------------------------------
 # language
 
+
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
@@ -330,21 +331,37 @@ def classify(email: InboundEmail) -> Classification:
         if verdict.reasons == ("Auto-Submitted: auto-generated",) or not verdict.certain:
             human = _classify_human(email, subject, subject_is_reply, body, language)
             if human.kind != "other" and human.confidence >= 0.75:
-                why = ("marked Auto-Submitted: auto-generated" if verdict.certain
-                       else f"looks like {verdict.kind.replace('_', '-')}")
+                why = (
+                    "marked Auto-Submitted: auto-generated"
+                    if verdict.certain
+                    else f"looks like {verdict.kind.replace('_', '-')}"
+                )
                 return Classification(
-                    kind=human.kind, labels=human.labels, confidence=min(human.confidence, 0.55),
-                    language=human.language, automated=False, needs_review=True,
+                    kind=human.kind,
+                    labels=human.labels,
+                    confidence=min(human.confidence, 0.55),
+                    language=human.language,
+                    automated=False,
+                    needs_review=True,
                     reasons=(f"{why}, but reads as a request", *human.reasons)[:MAX_REASONS],
                 )
         return Classification(
-            kind=verdict.kind, labels=(verdict.kind,), confidence=0.97 if verdict.certain else 0.8,
-            language=language, automated=True, reasons=tuple(r[:_REASON_LEN] for r in verdict.reasons[:MAX_REASONS]),
+            kind=verdict.kind,
+            labels=(verdict.kind,),
+            confidence=0.97 if verdict.certain else 0.8,
+            language=language,
+            automated=True,
+            reasons=tuple(r[:_REASON_LEN] for r in verdict.reasons[:MAX_REASONS]),
         )
     if email.unreadable and not body.strip():
         return Classification(
-            kind="other", labels=("other",), confidence=0.0, language="und", automated=False,
-            reasons=("no readable text",), needs_review=True,
+            kind="other",
+            labels=("other",),
+            confidence=0.0,
+            language="und",
+            automated=False,
+            reasons=("no readable text",),
+            needs_review=True,
         )
     return _classify_human(email, subject, subject_is_reply, body, language)
 
@@ -360,8 +377,12 @@ def _classify_human(
     hits = list(ev.hits)
     subj_hits = [h for h in subj_ev.hits if not h.referenced]
     if ev.vendor_cues >= 2 and hits:
-        overruled.append(_reason("not a request (sales pitch)", _quote(body, hits[0].start, hits[0].end,
-                                                                      hits[0].clause_start, hits[0].clause_end)))
+        overruled.append(
+            _reason(
+                "not a request (sales pitch)",
+                _quote(body, hits[0].start, hits[0].end, hits[0].clause_start, hits[0].clause_end),
+            )
+        )
         hits, subj_hits = [], []
     if _is_bulk(email):
         hits = [h for h in hits if h.kind != "objection"]
@@ -389,7 +410,9 @@ def _classify_human(
 
     def label_reason(kind: str, evidence: _Kind, *, earlier: bool = False, tag: str = "") -> str:
         if evidence.hits:
-            return _best_reason(evidence.hits, body, tag or (f"{kind} (earlier request)" if earlier else kind))
+            return _best_reason(
+                evidence.hits, body, tag or (f"{kind} (earlier request)" if earlier else kind)
+            )
         return _best_reason(evidence.subject_hits, subject, f"{tag or kind} (subject)")
 
     if complaint is not None and complaint.score >= COMPLAINT_MIN:
@@ -408,15 +431,25 @@ def _classify_human(
         for k in order:
             reasons.append(label_reason(k, concerned[k], earlier=k not in rights))
         confidence = _confidence(complaint.score)
-        return _done(labels, confidence, language, reasons, overruled, needs_review=False, withdrawal=withdrawn,
-                     hits=[*ev.hits, *subj_ev.hits])
+        return _done(
+            labels,
+            confidence,
+            language,
+            reasons,
+            overruled,
+            needs_review=False,
+            withdrawal=withdrawn,
+            hits=[*ev.hits, *subj_ev.hits],
+        )
 
     if rights:
         top = max(v.score for v in rights.values())
         candidates = [k for k, v in rights.items() if v.score >= max(min(LABEL_MIN, top), 0.5 * top)]
         primary = min(candidates, key=lambda k: (rights[k].first, -rights[k].score))
-        others = sorted((k for k, v in rights.items() if k != primary and v.score >= LABEL_MIN),
-                        key=lambda k: rights[k].first)
+        others = sorted(
+            (k for k, v in rights.items() if k != primary and v.score >= LABEL_MIN),
+            key=lambda k: rights[k].first,
+        )
         labels = (primary, *others)
         for k in labels:
             reasons.append(label_reason(k, rights[k]))
@@ -429,12 +462,22 @@ def _classify_human(
         review = withdrawn
         if withdrawn:
             reasons.insert(0, _withdrawal_reason(body, ev))
-        negated = [d for d in ev.dropped if d.why == "negated" and d.kind in REQUEST_KINDS and d.kind not in labels]
+        negated = [
+            d for d in ev.dropped if d.why == "negated" and d.kind in REQUEST_KINDS and d.kind not in labels
+        ]
         if negated:
             d = max(negated, key=lambda d: d.weight)
             reasons.append(_reason(f"not asked ({d.kind}, negated)", _quote(body, d.start, d.end)))
-        return _done(labels, confidence, language, reasons, overruled, needs_review=review, withdrawal=withdrawn,
-                     hits=[*ev.hits, *subj_ev.hits])
+        return _done(
+            labels,
+            confidence,
+            language,
+            reasons,
+            overruled,
+            needs_review=review,
+            withdrawal=withdrawn,
+            hits=[*ev.hits, *subj_ev.hits],
+        )
 
     earlier = {k: v for k, v in referenced.items() if k in REQUEST_KINDS}
     if earlier and not withdrawn:
@@ -442,13 +485,29 @@ def _classify_human(
         primary = max(earlier, key=lambda k: (earlier[k].score, -earlier[k].first))
         reasons.append(label_reason(primary, earlier[primary], earlier=True))
         confidence = min(_confidence(earlier[primary].score) * 0.75, 0.58)
-        return _done((primary,), confidence, language, reasons, overruled, needs_review=True, withdrawal=False,
-                     hits=[*ev.hits, *subj_ev.hits])
+        return _done(
+            (primary,),
+            confidence,
+            language,
+            reasons,
+            overruled,
+            needs_review=True,
+            withdrawal=False,
+            hits=[*ev.hits, *subj_ev.hits],
+        )
 
     if withdrawn:
         reasons.append(_withdrawal_reason(body, ev))
-        return _done(("other",), 0.7, language, reasons, overruled, needs_review=True, withdrawal=True,
-                     hits=[*ev.hits, *subj_ev.hits])
+        return _done(
+            ("other",),
+            0.7,
+            language,
+            reasons,
+            overruled,
+            needs_review=True,
+            withdrawal=True,
+            hits=[*ev.hits, *subj_ev.hits],
+        )
 
     weak = {k: v for k, v in generic.items() if k in REQUEST_KINDS}
     if complaint is not None and not weak:  # a grievance, too weak to make a complaint
@@ -461,11 +520,21 @@ def _classify_human(
         primary = max(weak, key=lambda k: weak[k].score)
         reasons.append(label_reason(primary, weak[primary]))
         confidence = min(_confidence(weak[primary].score), 0.5)
-        return _done((primary,), confidence, language, reasons, overruled, needs_review=True, withdrawal=False,
-                     hits=[*ev.hits, *subj_ev.hits])
+        return _done(
+            (primary,),
+            confidence,
+            language,
+            reasons,
+            overruled,
+            needs_review=True,
+            withdrawal=False,
+            hits=[*ev.hits, *subj_ev.hits],
+        )
 
     # not a request: say so, and say what was set aside
-    dropped = [d for d in ev.dropped if d.why not in ("disclaimer", "boilerplate", "gratitude", "bulk_footer")]
+    dropped = [
+        d for d in ev.dropped if d.why not in ("disclaimer", "boilerplate", "gratitude", "bulk_footer")
+    ]
     if dropped and not overruled:
         d = max(dropped, key=lambda d: (d.weight, -d.start))
         overruled.append(_reason(f"not counted ({_WHY.get(d.why, d.why)})", _quote(body, d.start, d.end)))
@@ -474,7 +543,9 @@ def _classify_human(
         for family in ("PRIVACY", "ABOUT_ME"):
             span = find_family(body, RULES, family)
             if span is not None:
-                overruled.append(_reason("mentions personal data, no request recognised", _quote(body, *span)))
+                overruled.append(
+                    _reason("mentions personal data, no request recognised", _quote(body, *span))
+                )
                 break
     review = bool(overruled)
     if email.attachments and words < 12:
@@ -486,8 +557,9 @@ def _classify_human(
     confidence = 0.6 if review else (0.85 if words >= 3 else 0.7)
     if not overruled:
         reasons.append("no request phrase found in the new text")
-    return _done(("other",), confidence, language, reasons, overruled, needs_review=review, withdrawal=False,
-                 hits=[])
+    return _done(
+        ("other",), confidence, language, reasons, overruled, needs_review=review, withdrawal=False, hits=[]
+    )
 
 
 def _withdrawal_reason(body: str, ev: Evidence) -> str:
@@ -496,8 +568,15 @@ def _withdrawal_reason(body: str, ev: Evidence) -> str:
 
 
 def _done(
-    labels: tuple[str, ...], confidence: float, language: str, reasons: list[str], overruled: list[str], *,
-    needs_review: bool, withdrawal: bool, hits: list[Hit],
+    labels: tuple[str, ...],
+    confidence: float,
+    language: str,
+    reasons: list[str],
+    overruled: list[str],
+    *,
+    needs_review: bool,
+    withdrawal: bool,
+    hits: list[Hit],
 ) -> Classification:
     """The final `Classification`, with the review flag and the language filled in."""
     if language == "und" and hits:

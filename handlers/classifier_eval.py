@@ -134,8 +134,7 @@ class Evaluation:
     def requests_missed(self) -> tuple[Outcome, ...]:
         """Requests and complaints classified `other`, `auto_reply` or `bounce`."""
         return tuple(
-            o for o in self.outcomes
-            if o.item.primary in _CASE_KINDS and o.result.kind not in _CASE_KINDS
+            o for o in self.outcomes if o.item.primary in _CASE_KINDS and o.result.kind not in _CASE_KINDS
         )
 
     @property
@@ -219,9 +218,18 @@ def _table(scores: tuple[ClassScore, ...]) -> list[str]:
     return lines
 
 
-_SHORT = {"access": "acc", "rectification": "rect", "erasure": "eras", "restriction": "restr",
-          "objection": "obj", "portability": "port", "complaint": "compl", "other": "other",
-          "auto_reply": "auto", "bounce": "bnc"}
+_SHORT = {
+    "access": "acc",
+    "rectification": "rect",
+    "erasure": "eras",
+    "restriction": "restr",
+    "objection": "obj",
+    "portability": "port",
+    "complaint": "compl",
+    "other": "other",
+    "auto_reply": "auto",
+    "bounce": "bnc",
+}
 
 
 def format_evaluation(ev: Evaluation, *, details: bool = True) -> str:
@@ -259,10 +267,14 @@ def format_evaluation(ev: Evaluation, *, details: bool = True) -> str:
             lines += ["", "wrong primary kind:"]
             for o in ev.errors:
                 flag = " (flagged for review)" if o.result.needs_review else ""
-                lines.append(f"  {o.item.file}: labelled {o.item.primary}, got {o.result.kind} "
-                             f"{list(o.result.labels)} conf {o.result.confidence:.2f}{flag}")
+                lines.append(
+                    f"  {o.item.file}: labelled {o.item.primary}, got {o.result.kind} "
+                    f"{list(o.result.labels)} conf {o.result.confidence:.2f}{flag}"
+                )
         if wrong_labels:
             lines += ["", "right primary kind, other labels differ:"]
             for o in wrong_labels:
-                lines.append(f"  {o.item.file}: labelled {'|'.join(o.item.labels)}, got {'|'.join(o.result.labels)}")
+                lines.append(
+                    f"  {o.item.file}: labelled {'|'.join(o.item.labels)}, got {'|'.join(o.result.labels)}"
+                )
     return "\n".join(lines)

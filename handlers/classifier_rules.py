@@ -296,8 +296,9 @@ def _literal_starts(branch: str, depth: int = 0) -> set[str] | None:
             return None
         out: set[str] = set()
         for alternative in alternatives:
-            starts = _literal_starts(alternative if quant in ("+", "*") else alternative + rest.lstrip("?"),
-                                     depth + 1)
+            starts = _literal_starts(
+                alternative if quant in ("+", "*") else alternative + rest.lstrip("?"), depth + 1
+            )
             if starts is None:
                 return None
             out |= starts
@@ -444,8 +445,18 @@ def load_rules(text: str | None = None) -> RuleSet:
                 flags = _flags(rule_id, str(entry[2]) if len(entry) == 3 else "")
                 negatable = (kind in _DEFAULT_NEGATABLE or "neg" in flags) and "noneg" not in flags
                 pattern = _word_pattern(rule_id, str(entry[1]), macros)
-                rules.append(Rule(rule_id, kind, lang, float(entry[0]), pattern, negatable,
-                                  "event" in flags, "generic" in flags))
+                rules.append(
+                    Rule(
+                        rule_id,
+                        kind,
+                        lang,
+                        float(entry[0]),
+                        pattern,
+                        negatable,
+                        "event" in flags,
+                        "generic" in flags,
+                    )
+                )
     families: dict[str, WordPattern] = {}
     combos: list[Combo] = []
     for n, entry in enumerate(data.get("combo", [])):
@@ -453,7 +464,10 @@ def load_rules(text: str | None = None) -> RuleSet:
         rule_id = f"{kind}.combo.{n}"
         if kind not in _KINDS:
             raise ValueError(f"combo {n}: unknown kind {kind!r}")
-        parts: list[list[str]] = [[str(x) for x in entry.get("need", [])], [str(x) for x in entry.get("unless", [])]]
+        parts: list[list[str]] = [
+            [str(x) for x in entry.get("need", [])],
+            [str(x) for x in entry.get("unless", [])],
+        ]
         if not parts[0]:
             raise ValueError(f"combo {rule_id}: no families in need")
         for names in parts:
@@ -465,8 +479,18 @@ def load_rules(text: str | None = None) -> RuleSet:
                 names[i] = name
         flags = _flags(rule_id, str(entry.get("flags", "")))
         negatable = (kind in _DEFAULT_NEGATABLE or "neg" in flags) and "noneg" not in flags
-        combos.append(Combo(rule_id, kind, float(entry.get("weight", 1.0)), tuple(parts[0]), tuple(parts[1]),
-                            negatable, "event" in flags, int(entry.get("window", 100))))
+        combos.append(
+            Combo(
+                rule_id,
+                kind,
+                float(entry.get("weight", 1.0)),
+                tuple(parts[0]),
+                tuple(parts[1]),
+                negatable,
+                "event" in flags,
+                int(entry.get("window", 100)),
+            )
+        )
     for name, source in family_sources.items():  # also those no combo uses (the classifier may)
         if name not in families:
             families[name] = _word_pattern(f"family {name}", source, macros)
@@ -677,8 +701,19 @@ def find_evidence(text: str, rules: RuleSet) -> Evidence:
     portability_clauses: set[int] = set()
     generic_access: list[tuple[int, Hit]] = []
 
-    def judge(kind: str, rule_id: str, weight: float, negatable: bool, event: bool, generic: bool, lang: str,
-              idx: int, start: int, end: int, anchor: tuple[int, int]) -> None:
+    def judge(
+        kind: str,
+        rule_id: str,
+        weight: float,
+        negatable: bool,
+        event: bool,
+        generic: bool,
+        lang: str,
+        idx: int,
+        start: int,
+        end: int,
+        anchor: tuple[int, int],
+    ) -> None:
         """Keep the match as a hit, or record why its clause does not let it count."""
         why = _set_aside(kind, event, idx, flags)
         if why is None and negatable and _negated(rules, folded, starts[idx], ends[idx], *anchor):
@@ -686,9 +721,18 @@ def find_evidence(text: str, rules: RuleSet) -> Evidence:
         if why is not None:
             dropped.append(Dropped(kind, why, start, end, weight))
             return
-        hit = Hit(kind, rule_id, weight, start, end,
-                  referenced=kind != "complaint" and idx in flags["past_reference"],
-                  generic=generic, lang=lang, clause_start=starts[idx], clause_end=ends[idx])
+        hit = Hit(
+            kind,
+            rule_id,
+            weight,
+            start,
+            end,
+            referenced=kind != "complaint" and idx in flags["past_reference"],
+            generic=generic,
+            lang=lang,
+            clause_start=starts[idx],
+            clause_end=ends[idx],
+        )
         if kind == "portability":
             portability_clauses.add(idx)
         if kind == "access" and generic:
@@ -705,8 +749,19 @@ def find_evidence(text: str, rules: RuleSet) -> Evidence:
             start, end = m.span()
             if end > start:
                 idx = bisect.bisect_right(starts, start) - 1
-                judge(rule.kind, rule.rule_id, rule.weight, rule.negatable, rule.event, rule.generic, rule.lang,
-                      idx, start, end, (start, end))
+                judge(
+                    rule.kind,
+                    rule.rule_id,
+                    rule.weight,
+                    rule.negatable,
+                    rule.event,
+                    rule.generic,
+                    rule.lang,
+                    idx,
+                    start,
+                    end,
+                    (start, end),
+                )
 
     if rules.combos:
         found = _family_matches(rules, folded, starts, index)
@@ -719,8 +774,19 @@ def find_evidence(text: str, rules: RuleSet) -> Evidence:
                 if spans is None:
                     continue
                 start, end = min(a for a, _ in spans), max(b for _, b in spans)
-                judge(combo.kind, combo.rule_id, combo.weight, combo.negatable, combo.event, False, "",
-                      idx, start, end, spans[0])
+                judge(
+                    combo.kind,
+                    combo.rule_id,
+                    combo.weight,
+                    combo.negatable,
+                    combo.event,
+                    False,
+                    "",
+                    idx,
+                    start,
+                    end,
+                    spans[0],
+                )
     # "send me my data … in a machine-readable format" asks for portability, not for access too
     for idx, hit in generic_access:
         if idx in portability_clauses:
@@ -729,5 +795,7 @@ def find_evidence(text: str, rules: RuleSet) -> Evidence:
             hits.append(hit)
     withdrawals = tuple(flags["withdrawal"].values())
     vendor = rules.contexts.get("vendor")
-    vendor_cues = sum(1 for _ in vendor.finditer(folded, index)) if vendor is not None and vendor.possible(index) else 0
+    vendor_cues = (
+        sum(1 for _ in vendor.finditer(folded, index)) if vendor is not None and vendor.possible(index) else 0
+    )
     return Evidence(tuple(hits), withdrawals, tuple(dropped), vendor_cues)

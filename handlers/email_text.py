@@ -21,15 +21,62 @@ __all__ = ["ReplyParts", "html_to_text", "split_reply"]
 # ---------------------------------------------------------------------------------------------
 # HTML -> text
 
-_BLOCK_TAGS = frozenset((
-    "address", "article", "aside", "dd", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer",
-    "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "main", "nav", "ol", "p", "pre", "section",
-    "table", "tbody", "thead", "tfoot", "tr", "ul", "center",
-))
+_BLOCK_TAGS = frozenset(
+    (
+        "address",
+        "article",
+        "aside",
+        "dd",
+        "div",
+        "dl",
+        "dt",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "main",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "table",
+        "tbody",
+        "thead",
+        "tfoot",
+        "tr",
+        "ul",
+        "center",
+    )
+)
 _SKIP_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript", "svg", "object"})
-_VOID_TAGS = frozenset((
-    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr",
-))
+_VOID_TAGS = frozenset(
+    (
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+    )
+)
 # Containers that mail clients use for the quoted message in a reply.
 _QUOTE_CLASSES = ("gmail_quote", "moz-cite-prefix", "yahoo_quoted", "protonmail_quote")
 _QUOTE_IDS = ("appendonsend", "divrplyfwdmsg", "mail-editor-reference-message-container")
@@ -74,10 +121,7 @@ class _TextExtractor(HTMLParser):
         classes = attr.get("class", "").lower()
         is_quote = tag == "blockquote" or (
             tag == "div"
-            and (
-                any(c in classes for c in _QUOTE_CLASSES)
-                or attr.get("id", "").lower() in _QUOTE_IDS
-            )
+            and (any(c in classes for c in _QUOTE_CLASSES) or attr.get("id", "").lower() in _QUOTE_IDS)
         )
         if tag in _BLOCK_TAGS or tag in ("blockquote", "li", "td", "th"):
             self._flush()
@@ -139,6 +183,7 @@ def html_to_text(html: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Reply splitting
 
+
 @dataclass(frozen=True, slots=True)
 class ReplyParts:
     """The pieces of one message body.
@@ -173,7 +218,9 @@ _SEPARATOR = re.compile(
     )\s*[-_=*\s]*$""",
     re.IGNORECASE | re.VERBOSE,
 )
-_BARE_FORWARD = re.compile(r"^\s*(?:begin forwarded message|d[ée]but du message r[ée]exp[ée]di[ée])\s*:?\s*$", re.I)
+_BARE_FORWARD = re.compile(
+    r"^\s*(?:begin forwarded message|d[ée]but du message r[ée]exp[ée]di[ée])\s*:?\s*$", re.I
+)
 _FORWARD_WORDS = re.compile(r"forward|transf[ée]r|doorgestuurd|weitergeleitet|r[ée]exp[ée]di", re.I)
 _HEADER_FROM = re.compile(r"^\s*\*?(?:from|de|van|von|da|envoyé par)\s*\*?\s?:\s*\S", re.IGNORECASE)
 _HEADER_OTHER = re.compile(
@@ -234,8 +281,10 @@ def _history_start(lines: list[str]) -> tuple[int | None, bool]:
     for i, line in enumerate(lines):
         if _SEPARATOR.match(line) or _BARE_FORWARD.match(line):
             return i, bool(_FORWARD_WORDS.search(line))
-        if _OUTLOOK_RULE.match(line) and i + 1 < len(lines) and any(
-            _HEADER_FROM.match(x) for x in lines[i + 1 : i + 3]
+        if (
+            _OUTLOOK_RULE.match(line)
+            and i + 1 < len(lines)
+            and any(_HEADER_FROM.match(x) for x in lines[i + 1 : i + 3])
         ):
             return i, False
         if _is_header_block(lines, i):

@@ -330,6 +330,21 @@ def note_blocks(text: str) -> list[dict[str, object]]:
     return [{"type": "section", "text": _mrkdwn(_cut(text, SECTION_LIMIT))}]
 
 
+def notice_note_blocks(text: str, case: Case) -> list[dict[str, object]]:
+    """An extension note, with a button that opens the Reply modal with the notice filled in."""
+    return [
+        *note_blocks(text),
+        {
+            "type": "actions",
+            "elements": [
+                _button(
+                    "Send this notice to the requester", "case.reply_notice", str(case.id), style="primary"
+                )
+            ],
+        },
+    ]
+
+
 def checklist_metadata(case: Case) -> dict[str, object]:
     """Metadata of a case's checklist message (lets a restart find it again)."""
     return {"event_type": "privacy_case_checklist", "event_payload": {"case_ref": case.ref}}

@@ -81,10 +81,14 @@ def _input(
     return block
 
 
-def _note(field: str, label: str, *, optional: bool, placeholder: str = "") -> dict[str, object]:
-    element: dict[str, object] = {"type": "plain_text_input", "multiline": True, "max_length": 2000}
+def _note(
+    field: str, label: str, *, optional: bool, placeholder: str = "", initial: str = ""
+) -> dict[str, object]:
+    element: dict[str, object] = {"type": "plain_text_input", "multiline": True, "max_length": 3000}
     if placeholder:
         element["placeholder"] = _text(placeholder[:150])
+    if initial:
+        element["initial_value"] = initial[:3000]
     return _input(field, label, element, optional=optional)
 
 
@@ -253,8 +257,9 @@ def resolve_view(case: Case, *, inventory: Inventory | None) -> dict[str, object
     return _modal("case.resolve", case, "Resolve case", "Resolve", blocks)
 
 
-def reply_view(case: Case, *, pause_clock: bool) -> dict[str, object]:
-    """Write to the requester (sent by email from the privacy address, threaded to their mail)."""
+def reply_view(case: Case, *, pause_clock: bool, initial: str = "") -> dict[str, object]:
+    """Write to the requester (sent by email from the privacy address, threaded to their mail);
+    `initial` pre-fills the message (the notice of an extension, say)."""
     clock = "paused until they answer" if pause_clock else "keeps running while you wait"
     return _modal(
         "case.reply",
@@ -274,7 +279,7 @@ def reply_view(case: Case, *, pause_clock: bool) -> dict[str, object]:
                     }
                 ],
             },
-            _note("body", "Message", optional=False),
+            _note("body", "Message", optional=False, initial=initial),
             _input(
                 "wait_for",
                 "Then wait for the requester's answer?",

@@ -277,3 +277,20 @@ def test_reply_subject(subject: str, language: str, expected: str) -> None:
         closed_at=None,
     )
     assert reply_subject(case) == expected
+
+
+async def test_the_extension_notice_can_be_sent_from_its_note(desk: ReplyHarness, sink: Sink) -> None:
+    ref = await desk.deliver(ACCESS_AND_ERASURE)
+    assert ref is not None
+    view = await desk.open_modal(ref, "case.extend", user=ALICE)
+    await desk.submit(view, user=ALICE, values={"reason": "several archives must be searched"})
+    note = next(m for m in desk.thread(ref) if "extended the deadline" in m["text"])
+    before = set(desk.slack.views)
+    await desk.send(desk.slack.block_actions_payload(note, "case.reply_notice", user=ALICE))
+    [modal] = [v for k, v in desk.slack.views.items() if k not in before]
+    body = next(b for b in modal["blocks"] if b.get("block_id") == "body")
+    assert "two months" in body["element"]["initial_value"]
+    assert "several archives must be searched" in body["element"]["initial_value"]
+    await desk.submit(modal, user=ALICE, values={"body": body["element"]["initial_value"]})
+    await wait_until(lambda: sink.messages, 10)
+    assert "extending the time to answer by two months" in sink.messages[0].get_content()
