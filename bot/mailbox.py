@@ -295,7 +295,7 @@ def _is_news(response: Any) -> bool:
 
 
 def _is_storage_outage(error: BaseException) -> bool:
-    return isinstance(error, (sqlite3.OperationalError, StorageError, asyncio.CancelledError))
+    return isinstance(error, (sqlite3.OperationalError, StorageError))
 
 
 def _close(client: IMAPClient) -> None:

@@ -16,7 +16,7 @@ from datetime import date, datetime
 from email.utils import make_msgid
 
 from bot.errors import TransitionError
-from handlers.classification import KINDS, REQUEST_KINDS
+from handlers.classification import KINDS
 from handlers.deadlines import Calendar
 from handlers.render import (
     IDENTITY_LABELS,
@@ -25,6 +25,7 @@ from handlers.render import (
     escape_mrkdwn,
     kind_label,
     mention,
+    new_rights,
     notice_note_blocks,
 )
 from handlers.systems import Inventory, checklist_for
@@ -205,22 +206,7 @@ async def extend(
         )
     async with store.transaction(now=now) as tx:
         case = await _open_case(tx, case_id)
-        if case.extended_at is not None:
-            raise TransitionError(
-                f"{case.ref} was already extended, to {long_date(case.due_date)}.", field="reason"
-            )
-        if case.kind == "complaint":
-            raise TransitionError(
-                "Complaints follow the internal response time; they cannot be extended.", field="reason"
-            )
-        one_month = _due(calendar, case, extended=False)
-        today = calendar.local_date(now)
-        if today > one_month:
-            raise TransitionError(
-                f"Too late: an extension must be decided and notified by the one-month due date "
-                f"({long_date(one_month)}, GDPR art. 12(3)).",
-                field="reason",
-            )
+        one_month = check_extendable(case, calendar=calendar, now=now)
         due = _due(calendar, case, extended=True)
         changes: dict[str, object] = {"extended_at": now, "extension_reason": reason, "due_date": due}
         if case.status != "awaiting_requester":
@@ -240,6 +226,29 @@ async def extend(
             note=note,
             note_blocks=notice_note_blocks(note, case),
         )
+
+
+def check_extendable(case: Case, *, calendar: Calendar, now: datetime) -> date:
+    """The one-month due date, if the case may still be extended now; else `TransitionError`
+    saying why (resolved, already extended, a complaint, or past the one-month due date)."""
+    if not case.is_open:
+        raise TransitionError(f"{case.ref} is resolved; reopen it first.", field="reason")
+    if case.extended_at is not None:
+        raise TransitionError(
+            f"{case.ref} was already extended, to {long_date(case.due_date)}.", field="reason"
+        )
+    if case.kind == "complaint":
+        raise TransitionError(
+            "Complaints follow the internal response time; they cannot be extended.", field="reason"
+        )
+    one_month = _due(calendar, case, extended=False)
+    if calendar.local_date(now) > one_month:
+        raise TransitionError(
+            f"Too late to extend {case.ref}: an extension must be decided and notified by the one-month "
+            f"due date ({long_date(one_month)}, GDPR art. 12(3)).",
+            field="reason",
+        )
+    return one_month
 
 
 _NOTICES = {
@@ -605,17 +614,13 @@ async def split_off(
             raise TransitionError(f"Already split off into {other.ref if other else 'another case'}.")
         original = await tx.case_by_id(email.case_id)
         assert original is not None
-        new_rights = (
-            list(labels)
-            if labels
-            else [k for k in email.labels if k in (*REQUEST_KINDS, "complaint") and k not in original.labels]
-        )
-        if not new_rights:
+        asked = list(labels) if labels else new_rights(email, original)
+        if not asked:
             raise TransitionError("This follow-up asks for no right the case does not already cover.")
-        kind = new_rights[0]
+        kind = asked[0]
         case = await tx.open_case(
             kind=kind,
-            labels=new_rights,
+            labels=asked,
             confidence=email.confidence,
             needs_review=False,
             reasons=[f"split off {original.ref}"],
@@ -632,7 +637,7 @@ async def split_off(
             unreadable=False,
         )
         await tx.mark_email_split(email.id, case.id)
-        await tx.replace_checklist(case.id, checklist_for(inventory, new_rights))
+        await tx.replace_checklist(case.id, checklist_for(inventory, asked))
         case = await tx.update_case(
             case,
             actor=actor,

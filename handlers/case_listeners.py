@@ -206,19 +206,11 @@ async def _verify(desk: Any, case: Case) -> dict[str, Any] | str:
 
 
 async def _extend(desk: Any, case: Case) -> dict[str, Any] | str:
-    if not case.is_open:
-        return "The case is resolved."
-    if case.extended_at is not None:
-        return f"{case.ref} was already extended."
-    if case.kind == "complaint":
-        return "Complaints follow the internal response time; they cannot be extended."
     calendar = desk.calendar
-    one_month = calendar.due_date(case.received_at, paused_days=case.paused_days)
-    if calendar.local_date(desk.clock()) > one_month:
-        return (
-            f"Too late to extend {case.ref}: an extension must be decided and notified by the one-month "
-            f"due date ({case_actions.long_date(one_month)}, GDPR art. 12(3))."
-        )
+    try:
+        one_month = case_actions.check_extendable(case, calendar=calendar, now=desk.clock())
+    except TransitionError as e:
+        return str(e)
     extended = calendar.due_date(case.received_at, extended=True, paused_days=case.paused_days)
     return views.extend_view(case, one_month_due=one_month, extended_due=extended)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from handlers.classification import REQUEST_KINDS
 from handlers.deadlines import days_left
 from storage.models import Case, ChecklistItem, StoredEmail
 
@@ -398,8 +399,7 @@ def _text_sections(text: str, budget: int) -> tuple[list[dict[str, object]], int
 
 def new_rights(email: StoredEmail, case: Case) -> list[str]:
     """The rights (or complaint) a follow-up asks for that its case does not cover yet."""
-    rights = ("access", "rectification", "erasure", "restriction", "objection", "portability", "complaint")
-    return [k for k in email.labels if k in rights and k not in case.labels]
+    return [k for k in email.labels if k in (*REQUEST_KINDS, "complaint") and k not in case.labels]
 
 
 def email_reply(

@@ -216,6 +216,10 @@ def _outbound(row: sqlite3.Row) -> OutboundEmail:
     )
 
 
+def _cursor(row: sqlite3.Row) -> Cursor:
+    return Cursor(row["folder"], row["uidvalidity"], row["last_uid"], row["backfill_before_uid"])
+
+
 def _note(row: sqlite3.Row) -> ThreadNote:
     return ThreadNote(
         id=row["id"],
@@ -552,11 +556,7 @@ class Tx:
     async def cursor(self, folder: str) -> Cursor | None:
         """The stored cursor of a folder, if the watcher has seen it before."""
         row = await self._one("SELECT * FROM mailbox_cursor WHERE folder = ?", (folder,))
-        return (
-            Cursor(row["folder"], row["uidvalidity"], row["last_uid"], row["backfill_before_uid"])
-            if row
-            else None
-        )
+        return _cursor(row) if row else None
 
     async def reset_cursor(self, folder: str, *, uidvalidity: int, backfill_before_uid: int) -> None:
         """Start (or restart, after a UIDVALIDITY change) a folder from its first message."""
@@ -683,13 +683,7 @@ class Store:
     async def cursor(self, folder: str) -> Cursor | None:
         """The stored cursor of a folder."""
         rows = await self._fetchall("SELECT * FROM mailbox_cursor WHERE folder = ?", (folder,))
-        return (
-            Cursor(
-                rows[0]["folder"], rows[0]["uidvalidity"], rows[0]["last_uid"], rows[0]["backfill_before_uid"]
-            )
-            if rows
-            else None
-        )
+        return _cursor(rows[0]) if rows else None
 
     async def known_message_ids(self, message_ids: Iterable[str]) -> set[str]:
         """Those of `message_ids` that are already stored."""
