@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from handlers.classifier_eval import evaluate, format_evaluation, load_labelled  # noqa: E402
+from handlers.classify.evaluation import evaluate, format_evaluation, load_labelled  # noqa: E402
 
 SETS = {
     "templates": ROOT.parent / "shared" / "corpus" / "templates",
@@ -43,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         ev = evaluate(load_labelled(folder), name=f"{name} ({folder.relative_to(ROOT.parent)})")
         print(format_evaluation(ev, details=not args.quiet))
         ok = ev.accuracy >= TARGET_ACCURACY and not ev.requests_missed and not ev.humans_as_automated
-        print(f"targets (accuracy >= {TARGET_ACCURACY}, no request missed, no human taken for automated): "
-              f"{'met' if ok else 'MISSED'}\n")
+        print(
+            f"targets (accuracy >= {TARGET_ACCURACY}, no request missed, no human taken for automated): "
+            f"{'met' if ok else 'MISSED'}\n"
+        )
         failed |= not ok
     return 1 if failed else 0
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
@@ -21,11 +20,12 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
-from bot.errors import redacted
 from bot.settings import Settings
-from handlers.deadlines import Calendar
-from handlers.staff import StaffDirectory
-from handlers.systems import Inventory
+from core.clock import Clock, system_clock
+from core.errors import redacted
+from handlers.cases.deadlines import Calendar
+from handlers.cases.inventory import Inventory
+from handlers.slack.staff import StaffDirectory
 from storage.store import Store
 
 __all__ = ["Desk", "build_client", "create_app"]
@@ -42,8 +42,8 @@ class Desk:
     calendar: Calendar
     staff: StaffDirectory
     inventory: Inventory | None = None
-    notify: Callable[[], None] = lambda: None  # asks the publisher to bring Slack up to date
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    notify: Callable[[], None] = lambda: None  # asks the outbox worker for a round
+    clock: Clock = system_clock
 
 
 def build_client(settings: Settings, *, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
@@ -70,11 +70,11 @@ def create_app(
     inventory: Inventory | None = None,
     notify: Callable[[], None] | None = None,
     staff: StaffDirectory | None = None,
-    clock: Callable[[], datetime] | None = None,
+    clock: Clock | None = None,
 ) -> AsyncApp:
     """The Bolt app with every listener registered and the services injected as `desk`.
 
-    `notify` is called after every change a listener commits (the runtime passes the publisher's);
+    `notify` is called after every change a listener commits (the runtime passes the outbox's);
     `staff` defaults to `SLACK_STAFF_USER_IDS`, else the staff channel's members.
     """
     secret = settings.slack.signing_secret
@@ -92,7 +92,7 @@ def create_app(
         or StaffDirectory(client, channel=settings.slack.channel_id, fixed=settings.slack.staff_user_ids),
         inventory=inventory,
         notify=notify or (lambda: None),
-        clock=clock or (lambda: datetime.now(UTC)),
+        clock=clock or system_clock,
     )
 
     @app.middleware

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.errors import ConfigError
 from bot.settings import Settings, calendar_from_env, load_environ
+from core.errors import ConfigError, StorageError
 
 __all__ = ["main"]
 
@@ -111,11 +111,14 @@ def _configure_logging(level: str) -> None:
 
 def _run(environ: dict[str, str], http_port: int | None) -> int:
     from bot.runtime import run
-    from handlers.systems import load_inventory
+    from handlers.cases.inventory import load_inventory
 
     settings = Settings.from_env(environ, http_port=http_port)
     inventory = load_inventory(settings.systems_file)
-    return asyncio.run(run(settings, inventory=inventory))
+    try:
+        return asyncio.run(run(settings, inventory=inventory))
+    except StorageError as e:  # the file cannot be created, or was written by a newer version
+        raise ConfigError("DATABASE_PATH", str(e)) from None
 
 
 def _deadline(environ: dict[str, str], args: argparse.Namespace) -> int:
@@ -127,13 +130,21 @@ def _deadline(environ: dict[str, str], args: argparse.Namespace) -> int:
         return 2
     if received.tzinfo is None:
         received = received.replace(tzinfo=UTC)
-    print(calendar.due_date(received, kind=args.kind, extended=args.extended).isoformat())
+    try:
+        due = calendar.due_date(received, kind=args.kind, extended=args.extended)
+    except (OverflowError, ValueError):
+        print(
+            f"privacy-desk: RECEIVED_AT is too far in the future for a due date: {args.received_at!r}",
+            file=sys.stderr,
+        )
+        return 2
+    print(due.isoformat())
     return 0
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from handlers.classification import classify
-    from handlers.parsing import parse_email
+    from handlers.classify.classifier import classify
+    from handlers.mail_in.parsing import parse_email
 
     status = 0
     for name in args.files:

@@ -34,9 +34,10 @@ from imapclient.exceptions import IMAPClientError
 from imapclient.imapclient import SocketTimeout
 
 from bot.backoff import Backoff, Outage
-from bot.errors import MailboxError, StorageError, redacted
 from bot.settings import ImapSettings
-from handlers.intake import IncomingMessage, IntakeOutcome
+from core.clock import Clock, system_clock
+from core.errors import MailboxError, StorageError, redacted
+from handlers.cases.intake import IncomingMessage, IntakeOutcome
 from storage.models import Cursor
 
 __all__ = ["MailboxWatcher"]
@@ -67,7 +68,7 @@ class MailboxWatcher:
         get_cursor: Callable[[str], Awaitable[Cursor | None]],
         reset_cursor: Callable[[str, int, int], Awaitable[None]],
         on_delivered: Callable[[IntakeOutcome], None] | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = system_clock,
         backoff: Backoff | None = None,
         token_provider: Callable[[], str] | None = None,
     ) -> None:
@@ -98,11 +99,12 @@ class MailboxWatcher:
         """Ask the thread to stop after the message in hand."""
         self._stop.set()
 
-    async def stop(self) -> None:
-        """Stop and wait for the thread to finish (the message in hand is finished first)."""
+    async def stop(self, timeout: float = 20.0) -> None:
+        """Stop and wait for the thread to finish (the message in hand is finished first). A
+        thread stuck in a connection attempt is left behind after `timeout` (it is a daemon)."""
         self.request_stop()
         if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
+            await asyncio.to_thread(self._thread.join, timeout)
 
     @property
     def stopping(self) -> bool:
@@ -119,9 +121,6 @@ class MailboxWatcher:
         while not self._stop.is_set():
             try:
                 with self._connect() as client:
-                    self.outage.recovered()
-                    self.backoff.reset()
-                    self.connected.set()
                     self._session(client)
             except (IMAPClientError, OSError, ssl.SSLError, MailboxError, EOFError) as e:
                 self.outage.failed(e)
@@ -167,6 +166,11 @@ class MailboxWatcher:
             info = client.select_folder(folder, readonly=True)
         except IMAPClientError as e:
             raise MailboxError(f"cannot open folder {folder!r}") from e
+        # only now is the mailbox really usable: a login that succeeds into a missing folder is
+        # the same outage, not a recovery followed by a new failure
+        self.outage.recovered()
+        self.backoff.reset()
+        self.connected.set()
         uidvalidity = int(info[b"UIDVALIDITY"])
         uidnext = int(info.get(b"UIDNEXT") or 0) or (max(client.search(["ALL"]) or [0]) + 1)
         cursor = self._call(self.get_cursor(folder))

@@ -1,9 +1,11 @@
 """`privacy-desk run`: the long-running job, with every lifecycle owned in one place.
 
-The store, the HTTP session, the Slack connection (Socket Mode or HTTP), the publisher and the
-mailbox watcher are started here and closed in one `finally`, in reverse order. SIGTERM/SIGINT
-set the stop event: the watcher finishes the message in hand, then everything closes and the
-process exits 0.
+The store, the HTTP session, the Slack connection (Socket Mode or HTTP), the outbox worker, the
+scheduler and the mailbox watcher are started here and closed in one `finally`, in reverse order.
+SIGTERM/SIGINT set the stop event: the watcher finishes the message in hand, the loops get a short
+grace to finish what they are doing (a Slack call waiting out an outage is cancelled, not waited
+for), everything closes and the process exits 0. A loop that dies of a bug stops the process with
+exit status 1, so that whatever supervises it starts it again.
 """
 
 from __future__ import annotations
@@ -18,22 +20,32 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import build_client, create_app
 from bot.backoff import Backoff, Outage
-from bot.errors import SLACK_FAILURES
 from bot.mailbox import MailboxWatcher
-from bot.mailer import Mailer
+from bot.outbox import OutboxWorker, Sender
+from bot.scheduler import Scheduler
 from bot.settings import Settings
-from handlers.intake import IntakeOutcome, IntakeRules, take_in, take_in_unparsed
-from handlers.publishing import Publisher
-from handlers.staff import StaffDirectory
-from handlers.systems import Inventory
+from core.clock import Clock, system_clock
+from core.errors import redacted
+from handlers.cases.intake import IntakeOutcome, IntakeRules, take_in, take_in_unparsed
+from handlers.cases.inventory import Inventory
+from handlers.jobs.days_left import DAYS_LEFT
+from handlers.jobs.maintenance import STRIP_ATTACHMENTS
+from handlers.mail_out.smtp import SmtpSender
+from handlers.slack.api import SLACK_FAILURES
+from handlers.slack.posting import SlackSender
+from handlers.slack.staff import StaffDirectory
 from storage.store import Store
 
-__all__ = ["build_watcher", "run"]
+__all__ = ["build_outbox", "build_watcher", "run"]
 
 logger = logging.getLogger(__name__)
+
+#: How long the loops get to finish on their own after a stop, before they are cancelled.
+SHUTDOWN_GRACE = 5.0
 
 
 async def run(
@@ -42,8 +54,9 @@ async def run(
     inventory: Inventory | None = None,
     stop: asyncio.Event | None = None,
     handle_signals: bool = True,
+    clock: Clock = system_clock,
 ) -> int:
-    """Run until `stop` is set or SIGTERM/SIGINT arrives; returns the exit status (0)."""
+    """Run until `stop` is set or SIGTERM/SIGINT arrives; returns the exit status."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     if handle_signals:
@@ -51,61 +64,99 @@ async def run(
             with suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
 
+    status = 0
     async with AsyncExitStack() as stack:
-        store = await Store.open(settings.database_path)
+        store = await Store.open(settings.database_path, clock=clock)
         stack.push_async_callback(store.close)
         session = aiohttp.ClientSession()
         stack.push_async_callback(session.close)
         client = build_client(settings, session=session)
-        publisher = Publisher(store, client, channel=settings.slack.channel_id, calendar=settings.calendar)
-        mailer = (
-            Mailer(store, settings.smtp, mail_from=settings.mail_from, on_sent=publisher.notify)
-            if settings.smtp
-            else None
-        )
-
-        def notify() -> None:
-            publisher.notify()
-            if mailer is not None:
-                mailer.notify()
-
+        outbox = build_outbox(settings, store, client, clock=clock)
         staff = StaffDirectory(client, channel=settings.slack.channel_id, fixed=settings.slack.staff_user_ids)
         app = create_app(
-            settings, store=store, client=client, inventory=inventory, notify=notify, staff=staff
+            settings,
+            store=store,
+            client=client,
+            inventory=inventory,
+            notify=outbox.notify,
+            staff=staff,
+            clock=clock,
         )
 
         def delivered(outcome: IntakeOutcome) -> None:
             if outcome.case_ref is not None:
-                publisher.notify_threadsafe(loop)
+                outbox.notify_threadsafe(loop)
 
-        watcher = build_watcher(settings, store, loop=loop, inventory=inventory, on_delivered=delivered)
-        folder = settings.imap.folder
-        tasks: list[asyncio.Task[None]] = []
+        watcher = build_watcher(
+            settings, store, loop=loop, inventory=inventory, on_delivered=delivered, clock=clock
+        )
+        scheduler = Scheduler(
+            store,
+            [DAYS_LEFT, STRIP_ATTACHMENTS],
+            calendar=settings.calendar,
+            clock=clock,
+            on_done=outbox.notify,
+        )
+        loops = [
+            asyncio.create_task(_SlackConnection(settings, app).run(stop), name="slack-connection"),
+            asyncio.create_task(outbox.run(stop), name="outbox"),
+            asyncio.create_task(scheduler.run(stop), name="scheduler"),
+        ]
+        # look the staff up once now, so the first click does not wait for Slack (modals must open
+        # within 3 seconds of the click)
+        warm = asyncio.create_task(staff.members(), name="staff-lookup")
         try:
-            connector = _SlackConnection(settings, app)
-            tasks.append(asyncio.create_task(connector.run(stop), name="slack-connection"))
-            tasks.append(asyncio.create_task(publisher.run(stop), name="slack-publisher"))
-            if mailer is not None:
-                tasks.append(asyncio.create_task(mailer.run(stop), name="smtp-mailer"))
-            # look the staff up once now, so the first click does not wait for Slack (modals must
-            # open within 3 seconds of the click)
-            tasks.append(asyncio.create_task(_warm(staff), name="staff-lookup"))
             watcher.start()
-            logger.info("privacy desk running: folder %s, Slack %s mode", folder, settings.slack.mode)
-            await stop.wait()
+            logger.info(
+                "privacy desk running: folder %s, Slack %s mode", settings.imap.folder, settings.slack.mode
+            )
+            status = await _until_stopped(stop, loops)
             logger.info("stopping")
         finally:
-            await watcher.stop()
             stop.set()
-            for task in tasks:
-                with suppress(asyncio.CancelledError):
-                    await asyncio.wait_for(task, timeout=15)
+            await watcher.stop()
+            await _finish([*loops, warm])
     logger.info("stopped")
-    return 0
+    return status
 
 
-async def _warm(staff: StaffDirectory) -> None:
-    await staff.members()
+async def _until_stopped(stop: asyncio.Event, loops: list[asyncio.Task[None]]) -> int:
+    """Wait for the stop event: 0; or 1 if a loop ended first (a bug: it is logged)."""
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([stopped, *loops], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if stopped in done:
+        return 0
+    for task in done:
+        error = None if task.cancelled() else task.exception()
+        logger.error("%s stopped: %s", task.get_name(), redacted(error) if error else "it returned")
+    return 1
+
+
+async def _finish(tasks: list[asyncio.Task[object]]) -> None:
+    """Give the loops a short grace to end on their own, then cancel what is left."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
+    for task in pending:
+        task.cancel()
+    for task in tasks:
+        with suppress(asyncio.CancelledError, *SLACK_FAILURES):
+            await task
+
+
+def build_outbox(
+    settings: Settings, store: Store, client: AsyncWebClient, *, clock: Clock = system_clock
+) -> OutboxWorker:
+    """The outbox worker with its senders: Slack always, SMTP when `SMTP_HOST` is set."""
+    senders: list[Sender] = [
+        SlackSender(store, client, channel=settings.slack.channel_id, calendar=settings.calendar, clock=clock)
+    ]
+    if settings.smtp is not None:
+        senders.append(SmtpSender(store, settings.smtp, mail_from=settings.mail_from))
+    return OutboxWorker(store, senders, clock=clock)
 
 
 def build_watcher(
@@ -115,6 +166,7 @@ def build_watcher(
     loop: asyncio.AbstractEventLoop,
     inventory: Inventory | None = None,
     on_delivered: Callable[[IntakeOutcome], None] | None = None,
+    clock: Clock = system_clock,
 ) -> MailboxWatcher:
     """The mailbox watcher wired to the intake use case and the store's cursor."""
     calendar = settings.calendar
@@ -124,16 +176,17 @@ def build_watcher(
 
     async def reset_cursor(folder: str, uidvalidity: int, uidnext: int) -> None:
         async with store.transaction() as tx:
-            await tx.reset_cursor(folder, uidvalidity=uidvalidity, backfill_before_uid=uidnext)
+            await tx.cursors.reset(folder, uidvalidity=uidvalidity, backfill_before_uid=uidnext)
 
     return MailboxWatcher(
         settings.imap,
         loop=loop,
-        deliver=lambda m: take_in(store, m, calendar=calendar, rules=rules),
-        fallback=lambda m, e: take_in_unparsed(store, m, e, calendar=calendar),
-        get_cursor=store.cursor,
+        deliver=lambda m: take_in(store, m, calendar=calendar, rules=rules, now=clock()),
+        fallback=lambda m, e: take_in_unparsed(store, m, e, calendar=calendar, now=clock()),
+        get_cursor=store.cursors.get,
         reset_cursor=reset_cursor,
         on_delivered=on_delivered,
+        clock=clock,
     )
 
 
@@ -170,7 +223,7 @@ class _SlackConnection:
                 await stop.wait()
         finally:
             with suppress(Exception):
-                await handler.close_async()
+                await asyncio.shield(handler.close_async())
 
     async def _serve_http(self, stop: asyncio.Event) -> None:
         web_app = self.app.web_app(path="/slack/events", port=self.settings.slack.port)

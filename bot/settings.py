@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays
 from dotenv import dotenv_values
 
-from bot.errors import ConfigError
-from handlers.deadlines import Calendar
+from core.errors import ConfigError
+from handlers.cases.deadlines import Calendar
 
 __all__ = ["ImapSettings", "Secret", "Settings", "SlackSettings", "SmtpSettings", "load_environ"]
 
@@ -187,6 +187,8 @@ class Settings:
         """
         r = _Reader(environ)
         calendar = calendar_from_env(environ)
+        if http_port is not None and not 1 <= http_port <= 65535:
+            raise ConfigError("--http", f"must be a port between 1 and 65535, got {http_port}")
         mode = "http" if http_port is not None else r.choice("SLACK_MODE", "socket", ("socket", "http"))
         bot_token = r.text("SLACK_BOT_TOKEN")
         if not bot_token.startswith("xoxb-"):

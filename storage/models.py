@@ -1,9 +1,16 @@
-"""Rows of the database as plain, immutable records."""
+"""Rows of the database as plain, immutable records.
+
+A `Case` or `StoredEmail` is read with its personal data joined in (requester, subject, the text of
+an email, reasons typed by staff); in the database those live in their own rows, which retention
+erases without touching the facts (an erased case reads back with empty strings there).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+
+from core.vocabulary import CASE_STATUSES
 
 __all__ = [
     "CASE_STATUSES",
@@ -12,11 +19,9 @@ __all__ = [
     "ChecklistItem",
     "Cursor",
     "OutboundEmail",
+    "OutboxRow",
     "StoredEmail",
-    "ThreadNote",
 ]
-
-CASE_STATUSES = ("new", "in_progress", "awaiting_requester", "extended", "resolved")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,24 +34,15 @@ class Case:
     labels: tuple[str, ...]
     confidence: float
     needs_review: bool
-    reasons: tuple[str, ...]
     language: str
     status: str
-    requester_email: str
-    requester_name: str
-    subject: str
     message_id: str
     received_at: datetime
     received_date: date
     due_date: date
     unreadable: bool
     assignee: str
-    slack_channel: str | None
-    slack_root_ts: str | None
-    root_post_started_at: datetime | None
     version: int
-    rendered_version: int
-    rendered_on: date | None
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None
@@ -57,20 +53,24 @@ class Case:
     sender_check: str = "unknown"
     sender_check_detail: str = ""
     extended_at: datetime | None = None
-    extension_reason: str = ""
+    extension_text_id: int | None = None
     waiting_since: datetime | None = None
     waiting_for: str = ""
     status_before_wait: str | None = None
     paused_days: int = 0
     outcome: str | None = None
-    outcome_note: str = ""
+    outcome_text_id: int | None = None
     recipients_informed: tuple[str, ...] = ()
     resolved_on_time: bool | None = None
     split_from_case_id: int | None = None
-    checklist_ts: str | None = None
-    checklist_post_started_at: datetime | None = None
-    checklist_version: int = 1
-    checklist_rendered_version: int = 0
+    erased_at: datetime | None = None
+    # personal data, joined in
+    requester_email: str = ""
+    requester_name: str = ""
+    subject: str = ""
+    reasons: tuple[str, ...] = ()
+    extension_reason: str = ""
+    outcome_note: str = ""
 
     @property
     def is_open(self) -> bool:
@@ -100,18 +100,6 @@ class ChecklistItem:
 
 
 @dataclass(frozen=True, slots=True)
-class ThreadNote:
-    """A record of an action, to be shown in the case thread."""
-
-    id: int
-    case_id: int
-    text: str
-    blocks: tuple[dict[str, object], ...] | None
-    slack_ts: str | None
-    post_started_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
 class StoredEmail:
     """An inbound email as stored (the raw bytes are left in the database)."""
 
@@ -120,48 +108,80 @@ class StoredEmail:
     case_id: int | None
     disposition: str
     received_at: datetime
-    from_name: str
-    from_addr: str
-    reply_to: str
-    subject: str
-    body_text: str
-    new_text: str
-    quoted_text: str
-    signature: str
-    attachments: tuple[dict[str, object], ...]
     kind: str
     labels: tuple[str, ...]
     confidence: float
     language: str
     automated: bool
-    reasons: tuple[str, ...]
     problems: tuple[str, ...]
     unreadable: bool
     html_only: bool
-    slack_ts: str | None
-    slack_post_started_at: datetime | None
     split_case_id: int | None = None
+    sender_check: str = "unknown"
+    sender_check_detail: str = ""
+    synthetic_id: bool = False
+    # personal data, joined in
+    from_name: str = ""
+    from_addr: str = ""
+    reply_to: str = ""
+    subject: str = ""
+    body_text: str = ""
+    new_text: str = ""
+    quoted_text: str = ""
+    signature: str = ""
+    attachments: tuple[dict[str, object], ...] = ()
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class OutboundEmail:
-    """A reply to the requester, written in Slack, waiting to be sent or sent."""
+    """An email to the requester, written in Slack, and where its sending stands (in the outbox)."""
 
     id: int
     case_id: int
     message_id: str
-    to_addr: str
-    subject: str
-    body: str
+    purpose: str
     language: str
     in_reply_to: str
     references: tuple[str, ...]
     author: str
     created_at: datetime
-    sent_at: datetime | None
-    failed_at: datetime | None
+    to_addr: str
+    subject: str
+    body: str
+    sent_at: datetime | None = None
+    failed_at: datetime | None = None
+    attempts: int = 0
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """Something the bot sends on its own initiative, and where its delivery stands.
+
+    `parent_ts`/`parent_channel` are those of the message this one goes under (a thread reply) or
+    changes (an update), once that message is in Slack.
+    """
+
+    id: int
+    kind: str
+    case_id: int | None
+    parent_id: int | None
+    email_id: int | None
+    event_id: int | None
+    outbound_id: int | None
+    text_id: int | None
+    created_at: datetime
+    not_before: datetime | None
     attempts: int
+    started_at: datetime | None
+    done_at: datetime | None
+    failed_at: datetime | None
     last_error: str
+    channel: str | None
+    result: str | None
+    parent_ts: str | None = None
+    parent_channel: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +196,8 @@ class Cursor:
 
 @dataclass(frozen=True, slots=True)
 class AuditEvent:
-    """One entry of the append-only audit trail."""
+    """One entry of the append-only audit trail: ids, enums and dates; the free text it concerns
+    is pointed to (`text_id`), as are the emails (`email_id`, `outbound_id`)."""
 
     id: int
     case_id: int | None
@@ -185,4 +206,6 @@ class AuditEvent:
     action: str
     before: dict[str, object] | None
     after: dict[str, object] | None
-    note: str
+    text_id: int | None = None
+    email_id: int | None = None
+    outbound_id: int | None = None

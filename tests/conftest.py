@@ -73,9 +73,10 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-def product_env(tmp_path: Path, mailbox: MailUser, slack: SlackStandIn) -> dict[str, str]:
-    """The environment `privacy-desk run` gets in the end-to-end tests (INTERFACE.md names)."""
-    env = {
+def slack_env(tmp_path: Path, slack: SlackStandIn) -> dict[str, str]:
+    """The product's environment for tests that need Slack but no mailbox (no Dovecot: the IMAP
+    settings are valid but name no server)."""
+    return {
         "SLACK_BOT_TOKEN": slack.bot_token,
         "SLACK_APP_TOKEN": slack.app_token,
         "SLACK_SIGNING_SECRET": "test-signing-secret",
@@ -83,15 +84,31 @@ def product_env(tmp_path: Path, mailbox: MailUser, slack: SlackStandIn) -> dict[
         "SLACK_API_URL": slack.base_url,
         "DATABASE_PATH": str(tmp_path / "privacy-desk.sqlite3"),
         "TIMEZONE": "Europe/Brussels",
+        "IMAP_HOST": "127.0.0.1",
+        "IMAP_PORT": "1",
+        "IMAP_TLS": "none",
+        "IMAP_USERNAME": "privacy@imal.example",
+        "IMAP_PASSWORD": "unused",
         "IMAP_IDLE_RENEW_SECONDS": "540",
-        **mailbox.env(),
     }
-    return env
 
 
 @pytest.fixture
-def settings(product_env: dict[str, str]) -> Settings:
-    """Validated settings for the product under test."""
+def settings(slack_env: dict[str, str]) -> Settings:
+    """Validated settings for the product under test (Slack stand-in; no mailbox server)."""
+    return Settings.from_env(slack_env)
+
+
+@pytest.fixture
+def product_env(slack_env: dict[str, str], mailbox: MailUser) -> dict[str, str]:
+    """The environment `privacy-desk run` gets in the end-to-end tests (INTERFACE.md names): the
+    Slack stand-in and a mailbox on the real Dovecot."""
+    return {**slack_env, **mailbox.env()}
+
+
+@pytest.fixture
+def mail_settings(product_env: dict[str, str]) -> Settings:
+    """Validated settings with a real mailbox on Dovecot."""
     return Settings.from_env(product_env)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.authentication import check_sender, parse_authentication_results
-from handlers.parsing import parse_email
+from handlers.mail_in.parsing import parse_email
+from handlers.mail_in.sender_check import check_sender, parse_authentication_results
 
 OURS = "mx.imal.example"
 

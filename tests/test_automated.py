@@ -6,8 +6,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from handlers.automated import detect_automated
-from handlers.parsing import InboundEmail, parse_email
+from handlers.mail_in.machine_mail import detect_automated
+from handlers.mail_in.parsing import InboundEmail, parse_email
 
 
 def mail(subject: str, body: str, *, sender: str = "Ana Peeters <ana@example.org>", **headers: str) -> InboundEmail:

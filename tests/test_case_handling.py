@@ -21,11 +21,12 @@ import pytest
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot.app import build_client, create_app
+from bot.outbox import OutboxWorker
 from bot.settings import Settings
-from handlers.case_actions import resolve
-from handlers.intake import IncomingMessage, IntakeRules, take_in
-from handlers.publishing import Publisher
-from handlers.systems import load_inventory
+from handlers.cases.actions import record, resolve
+from handlers.cases.intake import IncomingMessage, IntakeRules, take_in
+from handlers.cases.inventory import load_inventory
+from handlers.slack.posting import SlackSender
 from storage.models import Case
 from storage.store import Store
 from tests.conftest import CHANNEL, FIXTURES, OUTSIDER
@@ -47,12 +48,13 @@ class Clock:
 
 @dataclass
 class Harness:
-    """The app, the publisher and the stand-in, with helpers to act as staff would."""
+    """The app, the outbox worker and the stand-in, with helpers to act as staff would."""
 
     slack: SlackStandIn
     store: Store
     settings: Settings
     clock: Clock
+    outbox: OutboxWorker
     acks: list[dict[str, Any]] = field(default_factory=list)
     uid: int = 0
 
@@ -73,26 +75,15 @@ class Harness:
         return outcome.case_ref
 
     async def settle(self) -> None:
-        """Wait until the publisher has brought Slack up to date with the database."""
-
-        async def idle() -> bool:
-            today = self.settings.calendar.local_date(self.clock())
-            return not (
-                await self.store.cases_without_root()
-                or await self.store.emails_without_reply()
-                or await self.store.notes_without_post()
-                or await self.store.checklists_to_publish()
-                or await self.store.cases_to_rerender(today=today)
-            )
-
+        """Wait until the outbox worker has brought Slack up to date with the database."""
         for _ in range(500):
-            if await idle():
+            if await self.outbox.drained():
                 return
             await asyncio.sleep(0.01)
-        raise AssertionError("the publisher did not settle")
+        raise AssertionError("the outbox did not settle")
 
     async def case(self, ref: str) -> Case:
-        case = await self.store.case(ref=ref)
+        case = await self.store.cases.by_ref(ref)
         assert case is not None
         return case
 
@@ -145,25 +136,29 @@ class Harness:
         return result["ack"].get("payload") or {}
 
 
+def outbox_for(settings: Settings, store: Store, client: Any, clock: Clock, **senders: Any) -> OutboxWorker:
+    """The outbox worker as the runtime builds it, with short intervals for tests."""
+    slack_sender = SlackSender(store, client, channel=CHANNEL, calendar=settings.calendar, clock=clock)
+    return OutboxWorker(store, [slack_sender, *senders.values()], clock=clock, idle_interval=0.05)
+
+
 @pytest.fixture
 async def desk(settings: Settings, slack: SlackStandIn, store: Store) -> AsyncIterator[Harness]:
     clock = Clock()
     client = build_client(settings)
-    publisher = Publisher(
-        store, client, channel=CHANNEL, calendar=settings.calendar, clock=clock, idle_interval=0.05
-    )
+    outbox = outbox_for(settings, store, client, clock)
     app = create_app(
-        settings, store=store, client=client, inventory=load_inventory(), notify=publisher.notify, clock=clock
+        settings, store=store, client=client, inventory=load_inventory(), notify=outbox.notify, clock=clock
     )
     assert settings.slack.app_token is not None
     handler = AsyncSocketModeHandler(app, settings.slack.app_token.reveal(), web_client=client)
     await handler.connect_async()
     await slack.wait_for_socket()
     async with store.transaction() as tx:
-        await tx.reset_cursor("INBOX", uidvalidity=1, backfill_before_uid=1)
+        await tx.cursors.reset("INBOX", uidvalidity=1, backfill_before_uid=1)
     stop = asyncio.Event()
-    task = asyncio.create_task(publisher.run(stop))
-    harness = Harness(slack=slack, store=store, settings=settings, clock=clock)
+    task = asyncio.create_task(outbox.run(stop))
+    harness = Harness(slack=slack, store=store, settings=settings, clock=clock, outbox=outbox)
     try:
         yield harness
     finally:
@@ -290,7 +285,7 @@ async def test_full_lifecycle_from_new_to_reopened(desk: Harness) -> None:
     assert notes[4].startswith("<@UALICE01> resolved the case: Fulfilled, on time")
     assert notes[5] == "<@UBOB0001> reopened the case: the requester found more accounts"
 
-    trail = await desk.store.audit_trail(case.id)
+    trail = await desk.store.audit.trail(case.id)
     assert [(e.action, e.actor) for e in trail] == [
         ("case.opened", "system"),
         ("case.claimed", ALICE),
@@ -356,7 +351,7 @@ async def test_someone_outside_the_team_is_refused_and_nothing_changes(desk: Har
     assert not desk.slack.views  # no modal opened for an outsider
     after = await desk.case(ref)
     assert (after.version, after.status, after.assignee) == (before.version, "new", "")
-    assert len(await desk.store.audit_trail(after.id)) == 1
+    assert len(await desk.store.audit.trail(after.id)) == 1
 
 
 async def test_a_forged_modal_submission_from_an_outsider_is_refused(desk: Harness) -> None:
@@ -483,7 +478,7 @@ async def test_a_follow_up_with_a_new_right_splits_into_a_linked_case(desk: Harn
     reply = desk.thread(ref)[-1]
     assert "Split into a new case" in rendered(reply)
     await desk.send(desk.slack.block_actions_payload(reply, "case.split", user=ALICE))
-    cases = await desk.store.cases()
+    cases = await desk.store.cases.select()
     assert len(cases) == 2
     new = cases[1]
     assert (new.kind, new.split_from_case_id) == ("erasure", original.id)
@@ -524,9 +519,8 @@ async def test_with_the_clock_paused_the_waiting_days_are_added_back(desk: Harne
     assert ref is not None
     case = await desk.case(ref)
     async with desk.store.transaction(now=desk.clock()) as tx:
-        from handlers.case_actions import end_wait  # noqa: F401 - the intake uses it
-
-        await tx.update_case(
+        await record(
+            tx,
             case,
             actor=ALICE,
             action="case.waiting",
@@ -553,7 +547,7 @@ async def test_change_type_updates_kinds_checklist_and_root(desk: Harness) -> No
     case = await desk.case(ref)
     assert (case.kind, case.labels, case.needs_review) == ("erasure", ("erasure", "objection"), False)
     assert desk.root(ref)["metadata"]["event_payload"]["kind"] == "erasure"
-    items = await desk.store.checklist(case.id)
+    items = await desk.store.cases.checklist(case.id)
     assert items[0].action == "stop+erase"
     view = await desk.open_modal(ref, "case.change_type", user=BOB)
     answer = await desk.submit(view, user=BOB, values={"primary": "complaint"})
@@ -596,7 +590,7 @@ async def test_two_people_resolving_at_once_cannot_corrupt_the_case(desk: Harnes
     assert sum(isinstance(r, Case) for r in results) == 1
     errors = [r for r in results if isinstance(r, Exception)]
     assert len(errors) == 1 and "is resolved" in str(errors[0])
-    trail = await desk.store.audit_trail(case.id)
+    trail = await desk.store.audit.trail(case.id)
     assert [e.action for e in trail].count("case.resolved") == 1
 
 

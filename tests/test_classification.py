@@ -15,18 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from handlers.classification import (
-    AUTOMATED_KINDS,
-    KINDS,
-    REQUEST_KINDS,
-    REVIEW_BELOW,
-    Classification,
-    classify,
-    detect_language,
-)
-from handlers.classifier_eval import Evaluation, evaluate, load_labelled
-from handlers.classifier_rules import load_rules, prepare, word_index
-from handlers.parsing import parse_email
+from core.vocabulary import AUTOMATED_KINDS, KINDS, REQUEST_KINDS
+from handlers.classify.classifier import REVIEW_BELOW, Classification, classify, detect_language
+from handlers.classify.evaluation import Evaluation, evaluate, load_labelled
+from handlers.classify.rules import load_rules, prepare, word_index
+from handlers.mail_in.parsing import parse_email
 from tests.conftest import shared_path
 
 LABELLED = Path(__file__).parent / "fixtures" / "labelled"

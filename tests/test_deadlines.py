@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from handlers.deadlines import Calendar, days_left
+from handlers.cases.deadlines import Calendar, days_left
 
 BRUSSELS = Calendar()
 

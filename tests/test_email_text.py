@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.email_text import html_to_text, split_reply
+from handlers.mail_in.body_text import html_to_text, split_reply
 
 # ---------------------------------------------------------------------------------------------
 # quoted history

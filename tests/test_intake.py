@@ -7,8 +7,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from handlers.deadlines import Calendar
-from handlers.intake import IncomingMessage, take_in, take_in_unparsed
+from handlers.cases.deadlines import Calendar
+from handlers.cases.intake import IncomingMessage, take_in, take_in_unparsed
 from storage.store import Store
 from tests.conftest import FIXTURES
 
@@ -32,7 +32,7 @@ def message(
 async def inbox(store: Store) -> Store:
     """The store with a cursor for INBOX under uidvalidity 7."""
     async with store.transaction() as tx:
-        await tx.reset_cursor("INBOX", uidvalidity=7, backfill_before_uid=1)
+        await tx.cursors.reset("INBOX", uidvalidity=7, backfill_before_uid=1)
     return store
 
 
@@ -50,7 +50,7 @@ def email(subject: str, body: str, *, sender: str = "ana@example.org", **headers
 async def test_a_request_opens_a_case_with_its_legal_deadline(inbox: Store) -> None:
     outcome = await take_in(inbox, message(fixture("access-short-en.eml"), 1), calendar=CALENDAR)
     assert outcome.action == "opened_case" and outcome.case_ref == "PRIV-2026-0001"
-    case = await inbox.case(ref="PRIV-2026-0001")
+    case = await inbox.cases.by_ref("PRIV-2026-0001")
     assert case is not None
     assert case.kind == "access"
     assert case.status == "new"
@@ -60,11 +60,11 @@ async def test_a_request_opens_a_case_with_its_legal_deadline(inbox: Store) -> N
     assert case.received_date.isoformat() == "2026-11-25"
     assert case.due_date.isoformat() == "2026-12-28"
     assert case.message_id == "<short-access-1@example.org>"
-    trail = await inbox.audit_trail(case.id)
+    trail = await inbox.audit.trail(case.id)
     assert [e.action for e in trail] == ["case.opened"]
     assert trail[0].actor == "system" and trail[0].after is not None
     assert trail[0].after["due_date"] == "2026-12-28"
-    cursor = await inbox.cursor("INBOX")
+    cursor = await inbox.cursors.get("INBOX")
     assert cursor is not None and cursor.last_uid == 1
 
 
@@ -90,7 +90,7 @@ async def test_case_references_count_per_receipt_year(inbox: Store) -> None:
 async def test_a_complaint_gets_the_complaint_response_time(inbox: Store) -> None:
     raw = email("Complaint", "I will complain to the data protection authority about your newsletter.")
     out = await take_in(inbox, message(raw, 1), calendar=CALENDAR)
-    case = await inbox.case(ref=out.case_ref or "")
+    case = await inbox.cases.by_ref(out.case_ref or "")
     assert case is not None and case.kind == "complaint"
     assert case.due_date.isoformat() == "2026-12-25"  # 25 Nov + 30 calendar days, not moved
 
@@ -99,10 +99,10 @@ async def test_reply_goes_to_its_case_by_in_reply_to(inbox: Store) -> None:
     await take_in(inbox, message(fixture("access-short-en.eml"), 1), calendar=CALENDAR)
     out = await take_in(inbox, message(fixture("followup-reply.eml"), 2), calendar=CALENDAR)
     assert out.action == "follow_up" and out.case_ref == "PRIV-2026-0001"
-    assert len(await inbox.cases()) == 1
-    case = await inbox.case(ref="PRIV-2026-0001")
+    assert len(await inbox.cases.select()) == 1
+    case = await inbox.cases.by_ref("PRIV-2026-0001")
     assert case is not None
-    emails = await inbox.emails_of_case(case.id)
+    emails = await inbox.mail.of_case(case.id)
     assert [e.disposition for e in emails] == ["opened_case", "follow_up"]
     assert emails[1].new_text == "Any news about my request?"
 
@@ -130,9 +130,9 @@ async def test_subject_with_a_case_reference_goes_to_that_case(inbox: Store) -> 
 async def test_machine_traffic_never_opens_a_case(inbox: Store, name: str) -> None:
     out = await take_in(inbox, message(fixture(name), 1), calendar=CALENDAR)
     assert out.action == "automated" and out.case_ref is None
-    assert await inbox.cases() == []
-    assert await inbox.email_counts() == {"automated": 1}
-    cursor = await inbox.cursor("INBOX")
+    assert await inbox.cases.select() == []
+    assert await inbox.mail.counts() == {"automated": 1}
+    cursor = await inbox.cursors.get("INBOX")
     assert cursor is not None and cursor.last_uid == 1
 
 
@@ -146,7 +146,7 @@ async def test_an_auto_reply_to_our_thread_is_kept_on_the_case_but_opens_nothing
     )
     out = await take_in(inbox, message(raw, 2), calendar=CALENDAR)
     assert out.action == "automated" and out.case_ref == "PRIV-2026-0001"
-    assert len(await inbox.cases()) == 1
+    assert len(await inbox.cases.select()) == 1
 
 
 async def test_the_same_message_twice_is_taken_in_once(inbox: Store) -> None:
@@ -154,21 +154,21 @@ async def test_the_same_message_twice_is_taken_in_once(inbox: Store) -> None:
     first = await take_in(inbox, message(raw, 1), calendar=CALENDAR)
     again = await take_in(inbox, message(raw, 2), calendar=CALENDAR)
     assert (first.action, again.action) == ("opened_case", "duplicate")
-    assert len(await inbox.cases()) == 1
-    cursor = await inbox.cursor("INBOX")
+    assert len(await inbox.cases.select()) == 1
+    cursor = await inbox.cursors.get("INBOX")
     assert cursor is not None and cursor.last_uid == 2
 
 
 async def test_historical_mail_is_recorded_without_a_case(inbox: Store) -> None:
     out = await take_in(inbox, message(fixture("access-short-en.eml"), 1, historical=True), calendar=CALENDAR)
     assert out.action == "historical"
-    assert await inbox.cases() == []
-    assert await inbox.email_counts() == {"historical": 1}
+    assert await inbox.cases.select() == []
+    assert await inbox.mail.counts() == {"historical": 1}
 
 
 async def test_unreadable_bytes_open_a_flagged_case(inbox: Store) -> None:
     out = await take_in(inbox, message(fixture("outlook-binary.msg"), 1), calendar=CALENDAR)
-    case = await inbox.case(ref=out.case_ref or "")
+    case = await inbox.cases.by_ref(out.case_ref or "")
     assert case is not None and case.unreadable and case.needs_review
     assert case.reasons[0] == "could not be read"
     assert case.message_id.endswith("@synthetic.privacy-desk.invalid>")
@@ -178,9 +178,9 @@ async def test_fallback_stores_a_message_whose_intake_failed(inbox: Store) -> No
     raw = fixture("erasure-fr-qp.eml")
     out = await take_in_unparsed(inbox, message(raw, 1), RuntimeError("boom"), calendar=CALENDAR)
     assert out.action == "opened_case"
-    case = await inbox.case(ref=out.case_ref or "")
+    case = await inbox.cases.by_ref(out.case_ref or "")
     assert case is not None and case.unreadable
-    emails = await inbox.emails_of_case(case.id)
+    emails = await inbox.mail.of_case(case.id)
     assert emails[0].problems == ("intake failed: RuntimeError",)
     again = await take_in_unparsed(inbox, message(raw, 2), RuntimeError("boom"), calendar=CALENDAR)
     assert again.action == "duplicate"
@@ -195,9 +195,9 @@ async def test_a_failed_transaction_leaves_the_cursor_where_it_was(inbox: Store)
             message(fixture("erasure-fr-qp.eml"), 2, arrived=datetime(2026, 11, 25, 10, 0)),
             calendar=CALENDAR,
         )
-    cursor = await inbox.cursor("INBOX")
+    cursor = await inbox.cursors.get("INBOX")
     assert cursor is not None and cursor.last_uid == 1
-    assert len(await inbox.cases()) == 1
+    assert len(await inbox.cases.select()) == 1
 
 
 @pytest.mark.shared
@@ -217,8 +217,8 @@ async def test_every_wild_email_yields_a_case_or_a_recorded_machine_message(inbo
         assert outcome.action in ("opened_case", "automated", "follow_up", "duplicate"), path
         if outcome.action != "automated":
             assert outcome.case_ref is not None or outcome.action == "duplicate", path
-    stored = await inbox.email_counts()
+    stored = await inbox.mail.counts()
     assert sum(stored.values()) + actions.get("duplicate", 0) == 768  # every message stored once
-    assert actions["opened_case"] == len(await inbox.cases())
-    cursor = await inbox.cursor("INBOX")
+    assert actions["opened_case"] == len(await inbox.cases.select())
+    cursor = await inbox.cursors.get("INBOX")
     assert cursor is not None and cursor.last_uid == 768

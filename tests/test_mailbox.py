@@ -17,10 +17,16 @@ from bot.backoff import Backoff
 from bot.mailbox import MailboxWatcher
 from bot.runtime import build_watcher
 from bot.settings import Settings
-from handlers.intake import IntakeOutcome
+from handlers.cases.intake import IntakeOutcome
 from storage.store import Store
 from tests.conftest import FIXTURES, wait_until
 from tests.support.dovecot import Dovecot, MailUser
+
+
+@pytest.fixture
+def settings(mail_settings: Settings) -> Settings:
+    """These tests watch a real mailbox on Dovecot."""
+    return mail_settings
 
 
 def request_email(n: int, *, subject: str = "Please delete my data", message_id: str | None = None) -> bytes:
@@ -69,7 +75,7 @@ async def test_idle_takes_new_mail_in_within_seconds(
         assert loop.time() - started < 3
     assert [o.action for o in outcomes] == ["opened_case"]
     assert outcomes[0].case_ref is not None and outcomes[0].case_ref.startswith("PRIV-")
-    cursor = await store.cursor("INBOX")
+    cursor = await store.cursors.get("INBOX")
     assert cursor is not None and cursor.last_uid == 1
 
 
@@ -115,8 +121,8 @@ async def test_restart_takes_in_only_what_is_new(settings: Settings, store: Stor
         await wait_until(lambda: len(second) == 2, 10)
         await asyncio.sleep(0.3)
     assert len(second) == 2
-    assert await store.email_counts() == {"opened_case": 5}
-    assert len({c.ref for c in await store.cases()}) == 5
+    assert await store.mail.counts() == {"opened_case": 5}
+    assert len({c.ref for c in await store.cases.select()}) == 5
 
 
 async def test_uidvalidity_change_resyncs_without_duplicates(
@@ -130,7 +136,7 @@ async def test_uidvalidity_change_resyncs_without_duplicates(
         await asyncio.to_thread(client.append, "Privacy", raw)
     async with watching(settings, store) as (_, first):
         await wait_until(lambda: len(first) == 3, 10)
-    before = await store.cursor("Privacy")
+    before = await store.cursors.get("Privacy")
     # the folder is rebuilt (as after a server migration): same messages, new UIDVALIDITY
     await asyncio.to_thread(client.delete_folder, "Privacy")
     await asyncio.sleep(1.1)  # Dovecot derives UIDVALIDITY from the clock
@@ -140,10 +146,10 @@ async def test_uidvalidity_change_resyncs_without_duplicates(
     await asyncio.to_thread(client.logout)
     async with watching(settings, store) as (_, second):
         await wait_until(lambda: len(second) == 4, 10)
-    after = await store.cursor("Privacy")
+    after = await store.cursors.get("Privacy")
     assert before is not None and after is not None and after.uidvalidity != before.uidvalidity
     assert [o.action for o in second] == ["duplicate", "duplicate", "duplicate", "opened_case"]
-    assert await store.email_counts() == {"opened_case": 4}
+    assert await store.mail.counts() == {"opened_case": 4}
 
 
 async def test_message_without_message_id_is_not_duplicated_on_resync(
@@ -170,7 +176,7 @@ async def test_first_start_backfills_only_recent_mail(
         await append(mailbox, request_email(3, subject="Moved here today"), msg_time=old)
         await wait_until(lambda: len(outcomes) == 3, 10)
     assert [o.action for o in outcomes] == ["historical", "opened_case", "opened_case"]
-    cases = await store.cases()
+    cases = await store.cases.select()
     assert [c.subject for c in cases] == ["Recent request (2)", "Moved here today (3)"]
     assert cases[0].received_at == recent.replace(microsecond=0)  # INTERNALDATE, not the Date header
 
@@ -182,7 +188,7 @@ async def test_unreadable_message_is_stored_and_flagged(
     await append(mailbox, request_email(1))
     async with watching(settings, store) as (_, outcomes):
         await wait_until(lambda: len(outcomes) == 2, 10)
-    cases = await store.cases()
+    cases = await store.cases.select()
     assert [c.unreadable for c in cases] == [True, False]
     assert cases[0].needs_review
 
@@ -246,7 +252,9 @@ async def test_wrong_password_keeps_retrying_without_crashing(
         assert not outcomes
 
 
-async def test_idle_is_renewed_and_keeps_delivering(settings: Settings, store: Store, mailbox: MailUser) -> None:
+async def test_idle_is_renewed_and_keeps_delivering(
+    settings: Settings, store: Store, mailbox: MailUser
+) -> None:
     settings = with_imap(settings, idle_renew_seconds=5)
     async with watching(settings, store) as (watcher, outcomes):
         await wait_until(watcher.idling.is_set, 10)

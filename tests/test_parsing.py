@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from handlers.email_text import split_reply
-from handlers.parsing import MAX_TEXT, Attachment, InboundEmail, parse_email, synthetic_message_id
+from handlers.mail_in.body_text import split_reply
+from handlers.mail_in.parsing import MAX_TEXT, Attachment, InboundEmail, parse_email, synthetic_message_id
 from tests.conftest import FIXTURES, shared_path
 
 EMAILS = FIXTURES / "emails"

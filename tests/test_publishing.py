@@ -15,10 +15,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import build_client
 from bot.backoff import Backoff
+from bot.outbox import OutboxWorker
 from bot.settings import Settings
-from handlers.deadlines import Calendar
-from handlers.intake import IncomingMessage, take_in
-from handlers.publishing import Publisher
+from handlers.cases.deadlines import Calendar
+from handlers.cases.intake import IncomingMessage, take_in
+from handlers.jobs.days_left import DAYS_LEFT
+from handlers.slack.posting import SlackSender
 from storage.store import Store
 from tests.conftest import CHANNEL, FIXTURES, wait_until
 from tests.support.slack_standin import SlackStandIn
@@ -30,9 +32,9 @@ NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 async def seed(store: Store, *names: str) -> None:
     """Take fixture emails in, as the mailbox would deliver them."""
     async with store.transaction() as tx:
-        if await tx.cursor("INBOX") is None:
-            await tx.reset_cursor("INBOX", uidvalidity=1, backfill_before_uid=1)
-    cursor = await store.cursor("INBOX")
+        if await tx.cursors.get("INBOX") is None:
+            await tx.cursors.reset("INBOX", uidvalidity=1, backfill_before_uid=1)
+    cursor = await store.cursors.get("INBOX")
     assert cursor is not None
     for uid, name in enumerate(names, start=cursor.last_uid + 1):
         raw = (FIXTURES / "emails" / name).read_bytes()
@@ -44,20 +46,26 @@ async def client(settings: Settings) -> AsyncIterator[AsyncWebClient]:
     yield build_client(settings)
 
 
-def publisher(store: Store, client: AsyncWebClient, *, now: datetime = NOW) -> Publisher:
-    return Publisher(
+def publisher(store: Store, client: AsyncWebClient, *, now: datetime = NOW) -> OutboxWorker:
+    """The outbox worker with the Slack sender, its clock fixed at `now`."""
+    sender = SlackSender(store, client, channel=CHANNEL, calendar=CALENDAR, clock=lambda: now)
+    return OutboxWorker(
         store,
-        client,
-        channel=CHANNEL,
-        calendar=CALENDAR,
+        [sender],
         clock=lambda: now,
         idle_interval=0.05,
-        backoff=Backoff(base=0.05, cap=0.2),
+        destination_backoff=Backoff(base=0.05, cap=0.2),
     )
 
 
+async def publish_pending(pub: OutboxWorker) -> None:
+    """Rounds until nothing is left to do."""
+    while await pub.work_once():
+        pass
+
+
 @contextlib.asynccontextmanager
-async def running(pub: Publisher) -> AsyncIterator[asyncio.Event]:
+async def running(pub: OutboxWorker) -> AsyncIterator[asyncio.Event]:
     stop = asyncio.Event()
     task = asyncio.create_task(pub.run(stop))
     try:
@@ -72,8 +80,7 @@ async def test_each_case_gets_one_root_with_metadata_and_a_thread_reply(
 ) -> None:
     await seed(store, "access-short-en.eml", "erasure-fr-qp.eml", "followup-reply.eml", "bounce-dsn.eml")
     pub = publisher(store, client)
-    while await pub.publish_pending():
-        pass
+    await publish_pending(pub)
     roots = slack.roots(CHANNEL)
     assert [r["metadata"] for r in roots] == [
         {
@@ -114,8 +121,10 @@ async def test_each_case_gets_one_root_with_metadata_and_a_thread_reply(
         "Access (art. 15)",
     ):
         assert shown in root_text
-    case = await store.case(ref="PRIV-2026-0001")
-    assert case is not None and case.slack_root_ts == roots[0]["ts"] and case.slack_channel == CHANNEL
+    case = await store.cases.by_ref("PRIV-2026-0001")
+    assert case is not None
+    root = await store.outbox.message("root", case.id)
+    assert root is not None and root.result == roots[0]["ts"] and root.channel == CHANNEL
 
 
 async def test_sender_text_cannot_inject_mentions_links_or_formatting(
@@ -123,8 +132,7 @@ async def test_sender_text_cannot_inject_mentions_links_or_formatting(
 ) -> None:
     await seed(store, "injection-html.eml")
     pub = publisher(store, client)
-    while await pub.publish_pending():
-        pass
+    await publish_pending(pub)
     messages = [m for m in slack.messages if m["channel"] == CHANNEL]
     assert len(messages) == 2
     for m in messages:
@@ -159,12 +167,12 @@ async def test_rate_limits_delay_posts_but_never_duplicate_them(
 async def test_an_outage_delays_posting_and_is_logged_once(
     store: Store, client: AsyncWebClient, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="handlers.publishing")
+    caplog.set_level(logging.WARNING, logger="handlers.slack.posting")
     await seed(store, "access-short-en.eml")
     slack.faults(down=True)
     pub = publisher(store, client)
     async with running(pub):
-        await wait_until(lambda: pub.outage.failures >= 3, 20)
+        await wait_until(lambda: pub.outage("slack").failures >= 3, 20)
         assert slack.roots(CHANNEL) == []
         slack.faults(down=False)
         await wait_until(lambda: len(slack.roots(CHANNEL)) == 1, 20)
@@ -188,21 +196,22 @@ async def test_a_root_posted_just_before_a_crash_is_found_not_reposted(
         raise_in.cancel()
 
     slack.on_message_posted = crash
-    raise_in = asyncio.create_task(first.publish_pending())
+    raise_in = asyncio.create_task(first.work_once())
     with contextlib.suppress(asyncio.CancelledError):
         await raise_in
     assert crashed.is_set()
     slack.on_message_posted = None
-    case = await store.case(ref="PRIV-2026-0001")
-    assert case is not None and case.slack_root_ts is None and case.root_post_started_at is not None
+    case = await store.cases.by_ref("PRIV-2026-0001")
+    assert case is not None
+    root = await store.outbox.message("root", case.id)
+    assert root is not None and root.result is None and root.started_at is not None
 
     second = publisher(store, client, now=now)  # "after the restart"
-    while await second.publish_pending():
-        pass
+    await publish_pending(second)
     roots = slack.roots(CHANNEL)
     assert len(roots) == 1
-    case = await store.case(ref="PRIV-2026-0001")
-    assert case is not None and case.slack_root_ts == roots[0]["ts"]
+    root = await store.outbox.message("root", case.id)
+    assert root is not None and root.result == roots[0]["ts"]
     assert len(slack.replies(roots[0]["ts"])) == 1
     history = slack.calls_to("conversations.history")
     assert history and history[-1]["args"].get("include_all_metadata") in (True, "true", "1", 1)
@@ -213,20 +222,18 @@ async def test_a_thread_reply_posted_just_before_a_crash_is_found_not_reposted(
 ) -> None:
     await seed(store, "access-short-en.eml")
     pub = publisher(store, client)
-    case = (await store.cases_without_root())[0]
-    await pub.post_root(case)
+    await pub.work_once()  # the root: its thread reply waits for it
 
     def crash(message: dict[str, object]) -> None:
         if message.get("thread_ts"):
             attempt.cancel()
 
     slack.on_message_posted = crash
-    attempt = asyncio.create_task(pub.publish_pending())
+    attempt = asyncio.create_task(pub.work_once())
     with contextlib.suppress(asyncio.CancelledError):
         await attempt
     slack.on_message_posted = None
-    while await publisher(store, client).publish_pending():
-        pass
+    await publish_pending(publisher(store, client))
     root = slack.roots(CHANNEL)[0]
     assert len(slack.replies(root["ts"])) == 1
 
@@ -236,19 +243,19 @@ async def test_roots_are_rerendered_when_a_case_changes_and_each_day(
 ) -> None:
     await seed(store, "access-short-en.eml")
     pub = publisher(store, client)
-    while await pub.publish_pending():
-        pass
+    await publish_pending(pub)
     assert slack.calls_to("chat.update") == []
-    case = await store.case(ref="PRIV-2026-0001")
+    case = await store.cases.by_ref("PRIV-2026-0001")
     assert case is not None
-    async with store.transaction() as tx:
-        await tx.touch_case(case.id)
-    while await pub.publish_pending():
-        pass
+    async with store.transaction() as tx:  # something the root shows changed
+        await tx.cases.touch(case.id)
+        await tx.outbox.update_root(case.id)
+    await publish_pending(pub)
     assert len(slack.calls_to("chat.update")) == 1
-    tomorrow = publisher(store, client, now=NOW + timedelta(days=1))
-    while await tomorrow.publish_pending():
-        pass
+    tomorrow = NOW + timedelta(days=1)
+    assert await DAYS_LEFT.run(store, CALENDAR.local_date(tomorrow).isoformat(), tomorrow) == 1
+    assert await DAYS_LEFT.run(store, CALENDAR.local_date(tomorrow).isoformat(), tomorrow) == 0  # once a day
+    await publish_pending(publisher(store, client, now=tomorrow))
     updates = slack.calls_to("chat.update")
     assert len(updates) == 2
     root = slack.roots(CHANNEL)[0]
@@ -270,11 +277,10 @@ async def test_long_and_odd_emails_still_fit_slack_limits(
     for n in range(120):
         m.add_attachment(b"x" * n, maintype="application", subtype="pdf", filename=f"doc-{n}-<b>.pdf")
     async with store.transaction() as tx:
-        await tx.reset_cursor("INBOX", uidvalidity=1, backfill_before_uid=1)
+        await tx.cursors.reset("INBOX", uidvalidity=1, backfill_before_uid=1)
     await take_in(store, IncomingMessage(m.as_bytes(), "INBOX", 1, 1, NOW), calendar=CALENDAR, now=NOW)
     pub = publisher(store, client)
-    while await pub.publish_pending():
-        pass
+    await publish_pending(pub)
     root = slack.roots(CHANNEL)[0]
     [reply] = slack.replies(root["ts"])
     assert not [c for c in slack.calls if c["error"]]

@@ -1,4 +1,4 @@
-"""Block Kit for cases and emails (handlers/render.py), from `Case` and `StoredEmail` records built
+"""Block Kit for cases and emails (handlers/slack/blocks.py), from `Case` and `StoredEmail` records built
 here: golden dicts for the root message and its metadata, and hostile or huge email content that
 must neither inject Slack syntax nor break Slack's limits (checked with the stand-in's validator).
 
@@ -12,12 +12,13 @@ import dataclasses
 import html
 import re
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from handlers.render import (
+from core.vocabulary import kind_label
+from handlers.slack.blocks import (
     EMAIL_TEXT_BUDGET,
     case_metadata,
     case_root_blocks,
@@ -25,9 +26,9 @@ from handlers.render import (
     email_metadata,
     email_reply,
     escape_mrkdwn,
-    kind_label,
 )
 from storage.models import Case, StoredEmail
+from tests.support.factory import case_record, email_record
 from tests.support.slack_standin import validate_blocks
 
 TZ = ZoneInfo("Europe/Brussels")
@@ -39,62 +40,8 @@ HOSTILE = (
 CONTROL = re.compile(r"<[!@#]|<https?:|<mailto:|\|[^>]*>")
 BARE_AMPERSAND = re.compile(r"&(?!(?:amp|lt|gt);)")
 
-CASE = Case(
-    id=7,
-    ref="PRIV-2026-0042",
-    kind="access",
-    labels=("access",),
-    confidence=0.92,
-    needs_review=False,
-    reasons=("copy of the personal data",),
-    language="en",
-    status="new",
-    requester_email="marie.dubois@example.org",
-    requester_name="Marie Dubois",
-    subject="my data",
-    message_id="<short-access-1@example.org>",
-    received_at=datetime(2026, 11, 24, 20, 14, 3, tzinfo=UTC),
-    received_date=date(2026, 11, 24),
-    due_date=date(2026, 12, 24),
-    unreadable=False,
-    assignee="",
-    slack_channel=None,
-    slack_root_ts=None,
-    root_post_started_at=None,
-    version=1,
-    rendered_version=0,
-    rendered_on=None,
-    created_at=datetime(2026, 11, 24, 20, 15, tzinfo=UTC),
-    updated_at=datetime(2026, 11, 24, 20, 15, tzinfo=UTC),
-    closed_at=None,
-)
-EMAIL = StoredEmail(
-    id=11,
-    message_id="<short-access-1@example.org>",
-    case_id=7,
-    disposition="opened_case",
-    received_at=datetime(2026, 11, 24, 20, 14, 3, tzinfo=UTC),
-    from_name="Marie Dubois",
-    from_addr="marie.dubois@example.org",
-    reply_to="",
-    subject="my data",
-    body_text="Hi, can you send me a copy of the personal data you have about me?\nThanks\nMarie",
-    new_text="Hi, can you send me a copy of the personal data you have about me?",
-    quoted_text="",
-    signature="Thanks\nMarie",
-    attachments=(),
-    kind="access",
-    labels=("access",),
-    confidence=0.92,
-    language="en",
-    automated=False,
-    reasons=("copy of the personal data",),
-    problems=(),
-    unreadable=False,
-    html_only=False,
-    slack_ts=None,
-    slack_post_started_at=None,
-)
+CASE = case_record()
+EMAIL = email_record()
 
 
 def case(**changes: object) -> Case:

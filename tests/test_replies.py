@@ -15,15 +15,15 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot.app import build_client, create_app
 from bot.backoff import Backoff
-from bot.mailer import Mailer
 from bot.settings import Settings, SmtpSettings
-from handlers.publishing import Publisher
-from handlers.systems import load_inventory
+from handlers.cases.inventory import load_inventory
+from handlers.mail_out.smtp import SmtpSender
 from storage.store import Store
-from tests.conftest import CHANNEL, wait_until
+from tests.conftest import wait_until
 from tests.support.dovecot import free_port
+from tests.support.factory import case_record
 from tests.support.slack_standin import SlackStandIn
-from tests.test_case_handling import ACCESS_AND_ERASURE, ALICE, Clock, Harness, buttons
+from tests.test_case_handling import ACCESS_AND_ERASURE, ALICE, Clock, Harness, buttons, outbox_for
 
 MAIL_FROM = "privacy@imal.example"
 
@@ -63,55 +63,38 @@ def sink() -> Iterator[Sink]:
         server.controller.stop()
 
 
-@dataclasses.dataclass
-class ReplyHarness(Harness):
-    mailer: Mailer | None = None
+ReplyHarness = Harness
 
 
 @pytest.fixture
-async def desk(
-    settings: Settings, slack: SlackStandIn, store: Store, sink: Sink
-) -> AsyncIterator[ReplyHarness]:
+async def desk(settings: Settings, slack: SlackStandIn, store: Store, sink: Sink) -> AsyncIterator[Harness]:
     settings = dataclasses.replace(
         settings, smtp=SmtpSettings(host="127.0.0.1", port=sink.port, tls="none"), mail_from=MAIL_FROM
     )
     clock = Clock()
     client = build_client(settings)
-    publisher = Publisher(
-        store, client, channel=CHANNEL, calendar=settings.calendar, clock=clock, idle_interval=0.05
-    )
     assert settings.smtp is not None
-    mailer = Mailer(
-        store,
-        settings.smtp,
-        mail_from=MAIL_FROM,
-        clock=clock,
-        on_sent=publisher.notify,
-        backoff=Backoff(base=0.05, cap=0.2),
-        idle_interval=0.05,
+    outbox = outbox_for(
+        settings, store, client, clock, smtp=SmtpSender(store, settings.smtp, mail_from=MAIL_FROM)
     )
-
-    def notify() -> None:
-        publisher.notify()
-        mailer.notify()
-
+    outbox.destinations["smtp"].backoff = Backoff(base=0.05, cap=0.2)
     app = create_app(
-        settings, store=store, client=client, inventory=load_inventory(), notify=notify, clock=clock
+        settings, store=store, client=client, inventory=load_inventory(), notify=outbox.notify, clock=clock
     )
     assert settings.slack.app_token is not None
     handler = AsyncSocketModeHandler(app, settings.slack.app_token.reveal(), web_client=client)
     await handler.connect_async()
     await slack.wait_for_socket()
     async with store.transaction() as tx:
-        await tx.reset_cursor("INBOX", uidvalidity=1, backfill_before_uid=1)
+        await tx.cursors.reset("INBOX", uidvalidity=1, backfill_before_uid=1)
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(publisher.run(stop)), asyncio.create_task(mailer.run(stop))]
-    harness = ReplyHarness(slack=slack, store=store, settings=settings, clock=clock, mailer=mailer)
+    task = asyncio.create_task(outbox.run(stop))
+    harness = Harness(slack=slack, store=store, settings=settings, clock=clock, outbox=outbox)
     try:
         yield harness
     finally:
         stop.set()
-        await asyncio.gather(*tasks)
+        await task
         await handler.close_async()
 
 
@@ -146,7 +129,7 @@ async def test_a_reply_is_sent_threaded_and_the_answer_comes_back_to_the_case(
     assert case.status == "awaiting_requester" and case.waiting_for == "identity"
     assert desk.notes(ref)[0].startswith("<@UALICE01> replied to the requester by email:")
     assert desk.notes(ref)[1].startswith("<@UALICE01> is waiting for the requester since")
-    [outbound] = await desk.store.outbound_of_case(case.id)
+    [outbound] = await desk.store.mail.outbound_of_case(case.id)
     assert outbound.sent_at is not None and outbound.message_id == sent["Message-ID"]
 
     # the requester answers our reply: In-Reply-To names the Message-ID we sent
@@ -164,14 +147,13 @@ async def test_an_smtp_outage_delays_a_reply_but_never_loses_it(desk: ReplyHarne
     sink.controller.stop()
     view = await desk.open_modal(ref, "case.reply", user=ALICE)
     await desk.submit(view, user=ALICE, values={"body": "We are working on it."})
-    assert desk.mailer is not None
-    await wait_until(lambda: desk.mailer is not None and desk.mailer.outage.failures >= 2, 10)
+    await wait_until(lambda: desk.outbox.outage("smtp").failures >= 2, 10)
     assert sink.messages == []
     sink.restart()
     await wait_until(lambda: sink.messages, 15)
     await asyncio.sleep(0.3)
     assert len(sink.messages) == 1  # exactly once
-    [outbound] = await desk.store.outbound_of_case((await desk.case(ref)).id)
+    [outbound] = await desk.store.mail.outbound_of_case((await desk.case(ref)).id)
     assert outbound.sent_at is not None and outbound.attempts >= 2
 
 
@@ -184,9 +166,9 @@ async def test_a_refused_address_is_reported_in_the_thread_and_not_retried(
     view = await desk.open_modal(ref, "case.reply", user=ALICE)
     await desk.submit(view, user=ALICE, values={"body": "Hello"})
     await wait_until(lambda: any("could not be delivered" in n for n in desk.notes(ref)), 10)
-    [outbound] = await desk.store.outbound_of_case((await desk.case(ref)).id)
+    [outbound] = await desk.store.mail.outbound_of_case((await desk.case(ref)).id)
     assert outbound.failed_at is not None and outbound.sent_at is None and "550" in outbound.last_error
-    assert await desk.store.outbound_to_send() == []
+    assert [r for r in await desk.store.outbox.due(now=desk.clock()) if r.kind == "email"] == []
 
 
 async def test_an_empty_reply_is_refused_with_a_field_error(desk: ReplyHarness, sink: Sink) -> None:
@@ -204,20 +186,18 @@ async def test_without_smtp_the_reply_button_explains_what_is_missing(
     assert settings.smtp is None
     clock = Clock()
     client = build_client(settings)
-    publisher = Publisher(
-        store, client, channel=CHANNEL, calendar=settings.calendar, clock=clock, idle_interval=0.05
-    )
-    app = create_app(settings, store=store, client=client, clock=clock, notify=publisher.notify)
+    outbox = outbox_for(settings, store, client, clock)
+    app = create_app(settings, store=store, client=client, clock=clock, notify=outbox.notify)
     assert settings.slack.app_token is not None
     handler = AsyncSocketModeHandler(app, settings.slack.app_token.reveal(), web_client=client)
     await handler.connect_async()
     stop = asyncio.Event()
-    task = asyncio.create_task(publisher.run(stop))
+    task = asyncio.create_task(outbox.run(stop))
     try:
         await slack.wait_for_socket()
-        harness = Harness(slack=slack, store=store, settings=settings, clock=clock)
+        harness = Harness(slack=slack, store=store, settings=settings, clock=clock, outbox=outbox)
         async with store.transaction() as tx:
-            await tx.reset_cursor("INBOX", uidvalidity=1, backfill_before_uid=1)
+            await tx.cursors.reset("INBOX", uidvalidity=1, backfill_before_uid=1)
         ref = await harness.deliver(ACCESS_AND_ERASURE)
         assert ref is not None
         await harness.click(ref, "case.reply", user=ALICE)
@@ -241,42 +221,10 @@ async def test_without_smtp_the_reply_button_explains_what_is_missing(
     ],
 )
 def test_reply_subject(subject: str, language: str, expected: str) -> None:
-    from datetime import UTC, date, datetime
+    from handlers.cases.notices import reply_subject
 
-    from handlers.case_actions import reply_subject
-    from storage.models import Case
-
-    now = datetime(2026, 11, 25, tzinfo=UTC)
-    case = Case(
-        id=1,
-        ref="PRIV-2026-0001",
-        kind="access",
-        labels=("access",),
-        confidence=1.0,
-        needs_review=False,
-        reasons=(),
-        language=language,
-        status="new",
-        requester_email="a@example.org",
-        requester_name="",
-        subject=subject,
-        message_id="<m@x>",
-        received_at=now,
-        received_date=date(2026, 11, 25),
-        due_date=date(2026, 12, 28),
-        unreadable=False,
-        assignee="",
-        slack_channel=None,
-        slack_root_ts=None,
-        root_post_started_at=None,
-        version=1,
-        rendered_version=0,
-        rendered_on=None,
-        created_at=now,
-        updated_at=now,
-        closed_at=None,
-    )
-    assert reply_subject(case) == expected
+    case = case_record(ref="PRIV-2026-0001", language=language, subject=subject)
+    assert reply_subject(ref=case.ref, subject=case.subject, language=case.language) == expected
 
 
 async def test_the_extension_notice_can_be_sent_from_its_note(desk: ReplyHarness, sink: Sink) -> None:

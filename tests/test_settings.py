@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import ConfigError, PrivacyDeskError
 from bot.settings import Secret, Settings, calendar_from_env, load_environ
-from handlers.deadlines import Calendar
+from core.errors import ConfigError, PrivacyDeskError
+from handlers.cases.deadlines import Calendar
 
 BOT_TOKEN = "xoxb-1111-bot-token-SECRET"
 APP_TOKEN = "xapp-2222-app-token-SECRET"

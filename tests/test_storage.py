@@ -1,4 +1,4 @@
-"""The SQLite store (storage/store.py, storage/models.py, storage/migrations/*.sql) on real files:
+"""The SQLite store (storage/*.py, storage/migrations/) on real files:
 permissions, pragmas, migrations, case references, constraints, transactions, the mailbox cursor
 and the queries that drive Slack publishing."""
 
@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import StorageError
+from core.errors import StorageError
+from storage.db import iso, parse_instant
+from storage.migrations import LATEST
 from storage.models import CASE_STATUSES, Case, StoredEmail
-from storage.store import Store, Tx, iso, parse_instant
+from storage.store import Store
+from tests.support.factory import NOW, add_email, new_case, open_case
 
-MIGRATIONS = Path(__file__).resolve().parents[1] / "storage" / "migrations"
-LATEST_SCHEMA = max(int(p.name[:4]) for p in MIGRATIONS.glob("*.sql") if p.name[:4].isdigit())
-NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+LATEST_SCHEMA = LATEST
 
 
 @contextlib.contextmanager
@@ -35,62 +36,8 @@ def raw_db(path: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-async def open_case(
-    tx: Tx,
-    message_id: str,
-    *,
-    received_at: datetime = NOW,
-    received_date: date | None = None,
-    kind: str = "access",
-    requester_email: str = "marie.dubois@example.org",
-) -> Case:
-    """Open a case with plausible values; only what a test cares about is a parameter."""
-    return await tx.open_case(
-        kind=kind,
-        labels=[kind],
-        confidence=0.9,
-        needs_review=False,
-        reasons=["copy of my data"],
-        language="en",
-        requester_email=requester_email,
-        requester_name="Marie Dubois",
-        subject="my data",
-        message_id=message_id,
-        received_at=received_at,
-        received_date=received_date or received_at.date(),
-        due_date=(received_date or received_at.date()) + timedelta(days=30),
-        unreadable=False,
-    )
-
-
-async def insert_email(
-    tx: Tx, message_id: str, *, case_id: int | None, disposition: str = "opened_case", **fields: object
-) -> int:
-    """Store an inbound email with plausible values."""
-    values: dict[str, object] = {
-        "message_id": message_id,
-        "case_id": case_id,
-        "disposition": disposition,
-        "received_at": iso(tx.now),
-        "from_name": "Marie Dubois",
-        "from_addr": "marie.dubois@example.org",
-        "subject": "my data",
-        "body_text": "Hi, can you send me a copy?",
-        "new_text": "Hi, can you send me a copy?",
-        "kind": "access",
-        "labels": ["access"],
-        "to_addrs": ["privacy@imal.example"],
-        "attachments": [{"filename": "id.pdf", "content_type": "application/pdf", "size": 1234}],
-    }
-    values.update(fields)
-    return await tx.insert_email(**values)
-
-
-async def new_case_with_email(store: Store, message_id: str, **case_fields: object) -> Case:
-    async with store.transaction(now=NOW) as tx:
-        case = await open_case(tx, message_id, **case_fields)  # type: ignore[arg-type]
-        await insert_email(tx, message_id, case_id=case.id)
-    return case
+insert_email = add_email
+new_case_with_email = new_case
 
 
 # --- the file -------------------------------------------------------------------------------------
@@ -112,7 +59,7 @@ async def test_an_existing_world_readable_database_is_tightened(
     path = tmp_path / "privacy-desk.sqlite3"
     path.touch()
     os.chmod(path, 0o644)
-    with caplog.at_level(logging.WARNING, logger="storage.store"):
+    with caplog.at_level(logging.WARNING, logger="storage.db"):
         store = await Store.open(path)
     await store.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -142,7 +89,7 @@ async def test_wal_and_foreign_keys_are_on(store: Store) -> None:
     with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
         async with store.transaction(now=NOW) as tx:
             await insert_email(tx, "<orphan@example.org>", case_id=999, disposition="follow_up")
-    assert await store.known_message_ids(["<orphan@example.org>"]) == set()
+    assert await store.mail.known(["<orphan@example.org>"]) == set()
 
 
 # --- migrations -----------------------------------------------------------------------------------
@@ -163,8 +110,8 @@ async def test_reopening_is_idempotent_and_keeps_the_data(tmp_path: Path) -> Non
     for _ in range(2):
         async with await Store.open(path) as store:
             assert await store.schema_version == LATEST_SCHEMA
-            assert await store.case(ref=case.ref) == case
-            assert await store.known_message_ids(["<m1@example.org>"]) == {"<m1@example.org>"}
+            assert await store.cases.by_ref(case.ref) == case
+            assert await store.mail.known(["<m1@example.org>"]) == {"<m1@example.org>"}
 
 
 async def test_a_database_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -253,7 +200,7 @@ async def test_two_stores_on_one_file_get_distinct_references(tmp_path: Path) ->
 async def test_an_opened_case_reads_back_as_stored(store: Store) -> None:
     received = datetime(2026, 11, 24, 20, 14, 3, tzinfo=UTC)
     async with store.transaction(now=NOW) as tx:
-        case = await tx.open_case(
+        case = await tx.cases.open(
             kind="erasure",
             labels=["erasure", "access"],
             confidence=0.75,
@@ -288,26 +235,21 @@ async def test_an_opened_case_reads_back_as_stored(store: Store) -> None:
         due_date=date(2026, 12, 24),
         unreadable=True,
         assignee="",
-        slack_channel=None,
-        slack_root_ts=None,
-        root_post_started_at=None,
         version=1,
-        rendered_version=0,
-        rendered_on=None,
         created_at=NOW,
         updated_at=NOW,
         closed_at=None,
     )
     assert case.status in CASE_STATUSES
-    assert await store.case(case_id=case.id) == case
-    assert await store.case(ref="priv-2026-0001") == case  # references are case-insensitive
+    assert await store.cases.get(case.id) == case
+    assert await store.cases.by_ref("priv-2026-0001") == case  # references are case-insensitive
     async with store.transaction(now=NOW) as tx:
-        assert await tx.case_by_ref("priv-2026-0001") == case
-        assert await tx.case_by_id(case.id) == case
-        assert await tx.case_by_ref("PRIV-2026-0002") is None
-    assert await store.case(ref="PRIV-1999-0001") is None
+        assert await tx.cases.by_ref("priv-2026-0001") == case
+        assert await tx.cases.get(case.id) == case
+        assert await tx.cases.by_ref("PRIV-2026-0002") is None
+    assert await store.cases.by_ref("PRIV-1999-0001") is None
     with pytest.raises(TypeError):
-        await store.case()
+        await store.cases.get()  # type: ignore[call-arg]
 
 
 async def test_an_unknown_status_is_refused_by_the_schema(store: Store) -> None:
@@ -320,8 +262,8 @@ async def test_touch_case_bumps_the_version_and_update_time(store: Store) -> Non
     case = await new_case_with_email(store, "<m1@example.org>")
     later = NOW + timedelta(hours=2)
     async with store.transaction(now=later) as tx:
-        await tx.touch_case(case.id)
-    touched = await store.case(case_id=case.id)
+        await tx.cases.touch(case.id)
+    touched = await store.cases.get(case.id)
     assert touched is not None
     assert (touched.version, touched.updated_at, touched.created_at) == (2, later, NOW)
 
@@ -331,7 +273,7 @@ async def test_touch_case_bumps_the_version_and_update_time(store: Store) -> Non
 
 async def test_an_email_reads_back_as_stored(store: Store) -> None:
     case = await new_case_with_email(store, "<m1@example.org>")
-    [stored] = await store.emails_of_case(case.id)
+    [stored] = await store.mail.of_case(case.id)
     assert stored == StoredEmail(
         id=stored.id,
         message_id="<m1@example.org>",
@@ -356,11 +298,9 @@ async def test_an_email_reads_back_as_stored(store: Store) -> None:
         problems=(),
         unreadable=False,
         html_only=False,
-        slack_ts=None,
-        slack_post_started_at=None,
     )
-    assert await store.email(stored.id) == stored
-    assert await store.email(stored.id + 100) is None
+    assert await store.mail.get(stored.id) == stored
+    assert await store.mail.get(stored.id + 100) is None
 
 
 async def test_message_id_is_unique(store: Store) -> None:
@@ -369,9 +309,9 @@ async def test_message_id_is_unique(store: Store) -> None:
         async with store.transaction(now=NOW) as tx:
             await insert_email(tx, "<m1@example.org>", case_id=None, disposition="automated")
     async with store.transaction(now=NOW) as tx:
-        assert await tx.email_exists("<m1@example.org>")
-        assert not await tx.email_exists("<m2@example.org>")
-    assert await store.email_counts() == {"opened_case": 1}
+        assert await tx.mail.exists("<m1@example.org>")
+        assert not await tx.mail.exists("<m2@example.org>")
+    assert await store.mail.counts() == {"opened_case": 1}
 
 
 async def test_an_unknown_disposition_is_refused_by_the_schema(store: Store) -> None:
@@ -385,13 +325,13 @@ async def test_case_for_message_ids_finds_the_case_of_the_latest_known_email(sto
     second = await new_case_with_email(store, "<b1@example.org>")
     async with store.transaction(now=NOW) as tx:
         await insert_email(tx, "<a2@example.org>", case_id=first.id, disposition="follow_up")
-        assert await tx.case_for_message_ids([]) is None
-        assert await tx.case_for_message_ids(["<unknown@example.org>"]) is None
-        assert await tx.case_for_message_ids(["<unknown@example.org>", "<a1@example.org>"]) == first
-        found = await tx.case_for_message_ids(["<a1@example.org>", "<b1@example.org>", "<a2@example.org>"])
+        assert await tx.cases.by_thread([]) is None
+        assert await tx.cases.by_thread(["<unknown@example.org>"]) is None
+        assert await tx.cases.by_thread(["<unknown@example.org>", "<a1@example.org>"]) == first
+        found = await tx.cases.by_thread(["<a1@example.org>", "<b1@example.org>", "<a2@example.org>"])
         assert found is not None
         assert found.id == first.id  # <a2> is the most recently stored of them
-        assert await tx.case_for_message_ids(["<b1@example.org>"]) == second
+        assert await tx.cases.by_thread(["<b1@example.org>"]) == second
 
 
 async def test_known_message_ids_handles_more_than_500_ids(store: Store) -> None:
@@ -400,10 +340,10 @@ async def test_known_message_ids_handles_more_than_500_ids(store: Store) -> None
         for mid in stored:
             await insert_email(tx, mid, case_id=None, disposition="historical")
     asked = [f"<k{i}@example.org>" for i in range(1300)] + ["<k0@example.org>"] * 3
-    assert await store.known_message_ids(asked) == set(stored)
-    assert await store.known_message_ids(iter(stored[:2])) == set(stored[:2])
-    assert await store.known_message_ids([]) == set()
-    assert await store.email_counts() == {"historical": len(stored)}
+    assert await store.mail.known(asked) == set(stored)
+    assert await store.mail.known(iter(stored[:2])) == set(stored[:2])
+    assert await store.mail.known([]) == set()
+    assert await store.mail.counts() == {"historical": len(stored)}
 
 
 # --- audit trail ------------------------------------------------------------------------------------
@@ -412,34 +352,35 @@ async def test_known_message_ids_handles_more_than_500_ids(store: Store) -> None
 async def test_audit_events_are_appended_and_read_back(store: Store) -> None:
     case = await new_case_with_email(store, "<m1@example.org>")
     async with store.transaction(now=NOW) as tx:
-        await tx.audit(case_id=case.id, actor="system", action="case.opened", after={"status": "new"})
+        await tx.audit.append(case_id=case.id, actor="system", action="case.opened", after={"status": "new"})
     async with store.transaction(now=NOW + timedelta(minutes=5)) as tx:
-        await tx.audit(
+        note = await tx.cases.add_text(case.id, "identity_note", "mine")
+        await tx.audit.append(
             case_id=case.id,
             actor="UALICE01",
             action="case.claimed",
             before={"assignee": ""},
             after={"assignee": "UALICE01"},
-            note="mine",
+            text_id=note,
         )
-    first, second = await store.audit_trail(case.id)
-    assert (first.actor, first.action, first.at, first.before, first.after, first.note) == (
+    first, second = await store.audit.trail(case.id)
+    assert (first.actor, first.action, first.at, first.before, first.after, first.text_id) == (
         "system",
         "case.opened",
         NOW,
         None,
         {"status": "new"},
-        "",
+        None,
     )
-    assert (second.actor, second.action, second.at, second.before, second.after, second.note) == (
+    assert (second.actor, second.action, second.at, second.before, second.after) == (
         "UALICE01",
         "case.claimed",
         NOW + timedelta(minutes=5),
         {"assignee": ""},
         {"assignee": "UALICE01"},
-        "mine",
     )
-    assert await store.audit_trail(case.id + 1) == []
+    assert await store.cases.text(second.text_id) == "mine"  # the free text lives apart, pointed to
+    assert await store.audit.trail(case.id + 1) == []
 
 
 @pytest.mark.parametrize(
@@ -448,10 +389,10 @@ async def test_audit_events_are_appended_and_read_back(store: Store) -> None:
 async def test_audit_events_cannot_be_changed_or_deleted(store: Store, statement: str) -> None:
     case = await new_case_with_email(store, "<m1@example.org>")
     async with store.transaction(now=NOW) as tx:
-        await tx.audit(case_id=case.id, actor="system", action="case.opened")
+        await tx.audit.append(case_id=case.id, actor="system", action="case.opened")
     with raw_db(store.path) as conn, pytest.raises(sqlite3.IntegrityError, match="append-only"):
         conn.execute(statement)
-    [event] = await store.audit_trail(case.id)
+    [event] = await store.audit.trail(case.id)
     assert event.actor == "system"
 
 
@@ -464,24 +405,24 @@ class Boom(Exception):
 
 async def test_a_transaction_that_raises_rolls_back_everything(store: Store) -> None:
     async with store.transaction(now=NOW) as tx:
-        await tx.reset_cursor("INBOX", uidvalidity=7, backfill_before_uid=1)
+        await tx.cursors.reset("INBOX", uidvalidity=7, backfill_before_uid=1)
     with pytest.raises(Boom):
         async with store.transaction(now=NOW) as tx:
             case = await open_case(tx, "<m1@example.org>")
             await insert_email(tx, "<m1@example.org>", case_id=case.id)
-            await tx.audit(case_id=case.id, actor="system", action="case.opened")
-            await tx.advance_cursor("INBOX", uidvalidity=7, uid=42)
+            await tx.audit.append(case_id=case.id, actor="system", action="case.opened")
+            await tx.cursors.advance("INBOX", uidvalidity=7, uid=42)
             raise Boom
-    assert await store.cases() == []
-    assert await store.known_message_ids(["<m1@example.org>"]) == set()
-    cursor = await store.cursor("INBOX")
+    assert await store.cases.select() == []
+    assert await store.mail.known(["<m1@example.org>"]) == set()
+    cursor = await store.cursors.get("INBOX")
     assert cursor is not None
     assert cursor.last_uid == 0
-    assert await store.email_counts() == {}
+    assert await store.mail.counts() == {}
     # the reference counter was rolled back too: the next case is still number 1
     case = await new_case_with_email(store, "<m2@example.org>")
     assert case.ref == "PRIV-2026-0001"
-    assert await store.audit_trail(case.id) == []
+    assert await store.audit.trail(case.id) == []
 
 
 async def test_a_cancelled_transaction_rolls_back_and_frees_the_store(store: Store) -> None:
@@ -498,7 +439,7 @@ async def test_a_cancelled_transaction_rolls_back_and_frees_the_store(store: Sto
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await store.cases() == []
+    assert await store.cases.select() == []
     assert (await new_case_with_email(store, "<m2@example.org>")).ref == "PRIV-2026-0001"
 
 
@@ -512,13 +453,13 @@ async def test_a_committed_transaction_is_visible_to_another_connection(store: S
 
 
 async def test_cursor_reset_advance_and_never_backwards(store: Store) -> None:
-    assert await store.cursor("INBOX") is None
+    assert await store.cursors.get("INBOX") is None
     async with store.transaction(now=NOW) as tx:
-        assert await tx.cursor("INBOX") is None
-        await tx.reset_cursor("INBOX", uidvalidity=1000, backfill_before_uid=51)
-        await tx.advance_cursor("INBOX", uidvalidity=1000, uid=10)
-        await tx.advance_cursor("INBOX", uidvalidity=1000, uid=7)  # never moves backwards
-        cursor = await tx.cursor("INBOX")
+        assert await tx.cursors.get("INBOX") is None
+        await tx.cursors.reset("INBOX", uidvalidity=1000, backfill_before_uid=51)
+        await tx.cursors.advance("INBOX", uidvalidity=1000, uid=10)
+        await tx.cursors.advance("INBOX", uidvalidity=1000, uid=7)  # never moves backwards
+        cursor = await tx.cursors.get("INBOX")
     assert cursor is not None
     assert (cursor.folder, cursor.uidvalidity, cursor.last_uid, cursor.backfill_before_uid) == (
         "INBOX",
@@ -526,145 +467,139 @@ async def test_cursor_reset_advance_and_never_backwards(store: Store) -> None:
         10,
         51,
     )
-    assert await store.cursor("INBOX") == cursor
+    assert await store.cursors.get("INBOX") == cursor
 
 
 async def test_advancing_under_another_uidvalidity_raises(store: Store) -> None:
     async with store.transaction(now=NOW) as tx:
-        await tx.reset_cursor("INBOX", uidvalidity=1000, backfill_before_uid=1)
-        await tx.advance_cursor("INBOX", uidvalidity=1000, uid=10)
+        await tx.cursors.reset("INBOX", uidvalidity=1000, backfill_before_uid=1)
+        await tx.cursors.advance("INBOX", uidvalidity=1000, uid=10)
     with pytest.raises(StorageError):
         async with store.transaction(now=NOW) as tx:
-            await tx.advance_cursor("INBOX", uidvalidity=2000, uid=11)
+            await tx.cursors.advance("INBOX", uidvalidity=2000, uid=11)
     with pytest.raises(StorageError):
         async with store.transaction(now=NOW) as tx:
-            await tx.advance_cursor("Archive", uidvalidity=1000, uid=11)
-    cursor = await store.cursor("INBOX")
+            await tx.cursors.advance("Archive", uidvalidity=1000, uid=11)
+    cursor = await store.cursors.get("INBOX")
     assert cursor is not None
     assert (cursor.uidvalidity, cursor.last_uid) == (1000, 10)
 
 
 async def test_resetting_after_a_uidvalidity_change_starts_the_folder_again(store: Store) -> None:
     async with store.transaction(now=NOW) as tx:
-        await tx.reset_cursor("INBOX", uidvalidity=1000, backfill_before_uid=1)
-        await tx.advance_cursor("INBOX", uidvalidity=1000, uid=99)
-        await tx.reset_cursor("INBOX", uidvalidity=2000, backfill_before_uid=120)
-        await tx.reset_cursor("Archive", uidvalidity=5, backfill_before_uid=3)
-    inbox, archive = await store.cursor("INBOX"), await store.cursor("Archive")
+        await tx.cursors.reset("INBOX", uidvalidity=1000, backfill_before_uid=1)
+        await tx.cursors.advance("INBOX", uidvalidity=1000, uid=99)
+        await tx.cursors.reset("INBOX", uidvalidity=2000, backfill_before_uid=120)
+        await tx.cursors.reset("Archive", uidvalidity=5, backfill_before_uid=3)
+    inbox, archive = await store.cursors.get("INBOX"), await store.cursors.get("Archive")
     assert inbox is not None and archive is not None
     assert (inbox.uidvalidity, inbox.last_uid, inbox.backfill_before_uid) == (2000, 0, 120)
     assert (archive.uidvalidity, archive.last_uid, archive.backfill_before_uid) == (5, 0, 3)
 
 
-# --- Slack publishing queries -----------------------------------------------------------------------
+# --- the outbox ---------------------------------------------------------------------------------------
 
 
-async def test_cases_without_root_until_the_root_is_saved(store: Store) -> None:
+async def test_roots_are_due_until_they_are_done(store: Store) -> None:
     first = await new_case_with_email(store, "<m1@example.org>")
     second = await new_case_with_email(store, "<m2@example.org>")
-    assert [c.ref for c in await store.cases_without_root()] == [first.ref, second.ref]
-    assert [c.ref for c in await store.cases_without_root(limit=1)] == [first.ref]
+    due = await store.outbox.due(now=NOW)
+    assert [(r.kind, r.case_id) for r in due] == [("root", first.id), ("root", second.id)]
+    assert [r.case_id for r in await store.outbox.due(now=NOW, limit=1)] == [first.id]
 
+    root = due[0]
     started = NOW + timedelta(seconds=5)
-    await store.mark_root_post_started(first.id, at=started)
-    marked = await store.case(case_id=first.id)
-    assert marked is not None
-    assert marked.root_post_started_at == started
-    assert [c.ref for c in await store.cases_without_root()] == [
-        first.ref,
-        second.ref,
-    ]  # not yet known in Slack
+    await store.outbox.mark_started(root.id, at=started)
+    marked = await store.outbox.get(root.id)
+    assert marked is not None and (marked.started_at, marked.attempts) == (started, 1)
+    assert [r.case_id for r in await store.outbox.due(now=NOW)] == [
+        first.id,
+        second.id,
+    ]  # started is not done
 
-    await store.save_root(
-        first.id, channel="C0STAFF01", ts="1764060000.000100", version=1, rendered_on=date(2026, 11, 25)
-    )
-    assert [c.ref for c in await store.cases_without_root()] == [second.ref]
-    saved = await store.case(case_id=first.id)
+    await store.outbox.mark_done(root.id, result="1764060000.000100", channel="C0STAFF01")
+    assert [r.case_id for r in await store.outbox.due(now=NOW)] == [second.id]
+    saved = await store.outbox.message("root", first.id)
     assert saved is not None
-    assert (saved.slack_channel, saved.slack_root_ts, saved.rendered_version, saved.rendered_on) == (
+    assert (saved.channel, saved.result, saved.done_at is not None) == (
         "C0STAFF01",
         "1764060000.000100",
-        1,
-        date(2026, 11, 25),
+        True,
     )
 
 
-async def test_cases_to_rerender_after_a_change_and_on_a_new_day(store: Store) -> None:
-    today, tomorrow = date(2026, 11, 25), date(2026, 11, 26)
+async def test_root_updates_after_a_change_and_on_a_new_day_wait_for_the_root(store: Store) -> None:
     case = await new_case_with_email(store, "<m1@example.org>")
     unposted = await new_case_with_email(store, "<m2@example.org>")
-    assert await store.cases_to_rerender(today=today) == []  # nothing posted yet
-
-    await store.save_root(case.id, channel="C0STAFF01", ts="1.1", version=1, rendered_on=today)
-    assert await store.cases_to_rerender(today=today) == []  # shows the current version, as of today
-    assert [c.id for c in await store.cases_to_rerender(today=tomorrow)] == [case.id]  # days left changed
-
     async with store.transaction(now=NOW) as tx:
-        await tx.touch_case(case.id)
-    [changed] = await store.cases_to_rerender(today=today)
-    assert (changed.id, changed.version, changed.rendered_version) == (case.id, 2, 1)
+        await tx.outbox.update_root(case.id)
+    assert [r.kind for r in await store.outbox.due(now=NOW) if r.case_id == case.id] == [
+        "root"
+    ]  # update waits
 
-    await store.mark_rendered(case.id, version=2, rendered_on=today)
-    assert await store.cases_to_rerender(today=today) == []
-    await store.mark_rendered(case.id, version=1, rendered_on=today)  # a late, older render
-    again = await store.case(case_id=case.id)
-    assert again is not None
-    assert again.rendered_version == 2  # never moves backwards
-    assert unposted.id not in [c.id for c in await store.cases_to_rerender(today=tomorrow)]
+    root = await store.outbox.message("root", case.id)
+    assert root is not None
+    await store.outbox.mark_done(root.id, result="1.1", channel="C0STAFF01")
+    [update] = [r for r in await store.outbox.due(now=NOW) if r.case_id == case.id]
+    assert (update.kind, update.parent_ts, update.parent_channel) == ("root_update", "1.1", "C0STAFF01")
+
+    async with store.transaction(now=NOW) as tx:  # another change while one update waits: nothing more
+        await tx.outbox.update_root(case.id)
+        assert await tx.outbox.update_open_roots() == 0  # the day's refresh is covered by it too
+    assert [r.kind for r in await store.outbox.due(now=NOW) if r.case_id == case.id] == ["root_update"]
+
+    await store.outbox.mark_started(update.id, at=NOW)
+    async with store.transaction(now=NOW) as tx:  # a change while that one is being sent: a new one
+        await tx.outbox.update_root(case.id)
+    await store.outbox.mark_done(update.id, result="1.1")
+    assert [r.kind for r in await store.outbox.due(now=NOW) if r.case_id == case.id] == ["root_update"]
+    assert unposted.id not in [r.case_id for r in await store.outbox.due(now=NOW) if r.kind == "root_update"]
 
 
-async def test_a_resolved_case_is_not_rerendered_for_a_new_day_only_for_a_change(store: Store) -> None:
-    today, later = date(2026, 11, 25), date(2026, 12, 3)
+async def test_a_resolved_case_is_not_refreshed_for_a_new_day(store: Store) -> None:
     case = await new_case_with_email(store, "<m1@example.org>")
-    await store.save_root(case.id, channel="C0STAFF01", ts="1.1", version=1, rendered_on=today)
+    other = await new_case_with_email(store, "<m2@example.org>")
+    for c in (case, other):
+        root = await store.outbox.message("root", c.id)
+        assert root is not None
+        await store.outbox.mark_done(root.id, result=f"1.{c.id}")
     with raw_db(store.path) as conn:
         conn.execute("UPDATE cases SET status = 'resolved' WHERE id = ?", (case.id,))
-    assert await store.cases_to_rerender(today=later) == []
     async with store.transaction(now=NOW) as tx:
-        await tx.touch_case(case.id)
-    assert [c.id for c in await store.cases_to_rerender(today=later)] == [case.id]
+        assert await tx.outbox.update_open_roots() == 1
+    assert [(r.kind, r.case_id) for r in await store.outbox.due(now=NOW)] == [("root_update", other.id)]
 
 
-async def test_save_root_does_not_lower_the_rendered_version(store: Store) -> None:
-    case = await new_case_with_email(store, "<m1@example.org>")
-    await store.mark_rendered(case.id, version=3, rendered_on=date(2026, 11, 25))
-    await store.save_root(case.id, channel="C0STAFF01", ts="1.1", version=1, rendered_on=date(2026, 11, 26))
-    saved = await store.case(case_id=case.id)
-    assert saved is not None
-    assert (saved.rendered_version, saved.rendered_on) == (3, date(2026, 11, 26))
-
-
-async def test_emails_without_reply_only_for_posted_cases(store: Store) -> None:
+async def test_thread_replies_wait_for_their_root_and_backoff_holds_a_row(store: Store) -> None:
     posted = await new_case_with_email(store, "<p1@example.org>")
     waiting = await new_case_with_email(store, "<w1@example.org>")
     async with store.transaction(now=NOW) as tx:
-        await insert_email(tx, "<p2@example.org>", case_id=posted.id, disposition="follow_up")
+        for case in (posted, waiting):
+            for email in await tx.mail.of_case(case.id):
+                await tx.outbox.show_email(case.id, email.id)
+        follow_up = await insert_email(tx, "<p2@example.org>", case_id=posted.id, disposition="follow_up")
+        await tx.outbox.show_email(posted.id, follow_up)
+        await tx.outbox.show_email(posted.id, follow_up)  # once only
         await insert_email(tx, "<auto@example.org>", case_id=None, disposition="automated")
-        await insert_email(tx, "<w2@example.org>", case_id=waiting.id, disposition="follow_up")
-    assert await store.emails_without_reply() == []  # no case has a root yet
+    assert {r.kind for r in await store.outbox.due(now=NOW)} == {"root"}  # no root in Slack yet
 
-    await store.save_root(posted.id, channel="C0STAFF01", ts="1.1", version=1, rendered_on=date(2026, 11, 25))
-    pending = await store.emails_without_reply()
-    assert [(e.message_id, c.ref) for e, c in pending] == [
-        ("<p1@example.org>", posted.ref),
-        ("<p2@example.org>", posted.ref),
+    root = await store.outbox.message("root", posted.id)
+    assert root is not None
+    await store.outbox.mark_done(root.id, result="1.1", channel="C0STAFF01")
+    replies = [r for r in await store.outbox.due(now=NOW) if r.kind == "email_reply"]
+    emails = [await store.mail.get(r.email_id or 0) for r in replies]
+    assert [
+        (e.message_id if e else None, r.case_id, r.parent_ts) for e, r in zip(emails, replies, strict=True)
+    ] == [
+        ("<p1@example.org>", posted.id, "1.1"),
+        ("<p2@example.org>", posted.id, "1.1"),
     ]
-    assert pending[0][1].slack_root_ts == "1.1"
-    assert len(await store.emails_without_reply(limit=1)) == 1
-
-    first = pending[0][0]
-    started = NOW + timedelta(seconds=3)
-    await store.mark_email_post_started(first.id, at=started)
-    marked = await store.email(first.id)
-    assert marked is not None
-    assert marked.slack_post_started_at == started
-    assert len(await store.emails_without_reply()) == 2  # started is not done
-
-    await store.save_email_reply(first.id, ts="1.2")
-    assert [e.message_id for e, _ in await store.emails_without_reply()] == ["<p2@example.org>"]
-    replied = await store.email(first.id)
-    assert replied is not None
-    assert replied.slack_ts == "1.2"
+    await store.outbox.retry_later(replies[0].id, not_before=NOW + timedelta(minutes=5), error="SMTP 451")
+    assert [r.id for r in await store.outbox.due(now=NOW) if r.kind == "email_reply"] == [replies[1].id]
+    assert await store.outbox.next_attempt_at() == NOW + timedelta(minutes=5)
+    assert replies[0].id in [r.id for r in await store.outbox.due(now=NOW + timedelta(minutes=5))]
+    await store.outbox.mark_failed(replies[1].id, error="refused")
+    assert replies[1].id not in [r.id for r in await store.outbox.due(now=NOW + timedelta(hours=1))]
 
 
 async def test_cases_can_be_listed_by_status(store: Store) -> None:
@@ -672,10 +607,10 @@ async def test_cases_can_be_listed_by_status(store: Store) -> None:
     second = await new_case_with_email(store, "<m2@example.org>")
     with raw_db(store.path) as conn:
         conn.execute("UPDATE cases SET status = 'in_progress' WHERE id = ?", (second.id,))
-    assert [c.id for c in await store.cases()] == [first.id, second.id]
-    assert [c.id for c in await store.cases(statuses=["in_progress"])] == [second.id]
-    assert [c.id for c in await store.cases(statuses=["new", "in_progress"], limit=1)] == [first.id]
-    assert await store.cases(statuses=["resolved"]) == []
+    assert [c.id for c in await store.cases.select()] == [first.id, second.id]
+    assert [c.id for c in await store.cases.select(statuses=["in_progress"])] == [second.id]
+    assert [c.id for c in await store.cases.select(statuses=["new", "in_progress"], limit=1)] == [first.id]
+    assert await store.cases.select(statuses=["resolved"]) == []
 
 
 # --- helpers of the storage format -------------------------------------------------------------------

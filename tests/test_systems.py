@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import ConfigError
-from handlers.systems import checklist_for, load_inventory
+from core.errors import ConfigError
+from handlers.cases.inventory import checklist_for, load_inventory
 
 
 def test_the_shipped_inventory_is_imals() -> None:

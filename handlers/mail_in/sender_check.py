@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from handlers.parsing import InboundEmail
+from handlers.mail_in.parsing import InboundEmail
 
 __all__ = ["SenderCheck", "check_sender", "parse_authentication_results"]
 

@@ -10,6 +10,7 @@ still returned (the caller stores the raw bytes and opens a case flagged "could 
 from __future__ import annotations
 
 import codecs
+import email.errors
 import email.header
 import email.policy
 import email.utils
@@ -20,9 +21,9 @@ from datetime import datetime
 from email.message import Message
 from email.parser import BytesParser
 
-from handlers.email_text import html_to_text, split_reply
+from handlers.mail_in.body_text import html_to_text, split_reply
 
-__all__ = ["Attachment", "InboundEmail", "parse_email", "synthetic_message_id"]
+__all__ = ["Attachment", "InboundEmail", "parse_email", "strip_attachments", "synthetic_message_id"]
 
 #: Headers kept for classification, threading and authentication checks (lower-case names).
 HEADERS_OF_INTEREST = (
@@ -211,8 +212,14 @@ def _addresses(msg: Message, name: str, problems: list[str]) -> list[tuple[str, 
         if len(raws[0]) > _LONG_HEADER:
             raise ValueError("header too long for the structured parser")
         header = msg[name]
+        if any(isinstance(d, email.errors.InvalidHeaderDefect) for d in getattr(header, "defects", ())):
+            # e.g. an encoded display name that decodes to "Jan @": the structured parser then takes
+            # the name for the address; the raw value below keeps encoded words opaque
+            raise ValueError("invalid address header")
         for a in getattr(header, "addresses", ()):
-            addr = f"{a.username}@{a.domain}" if a.domain else a.username
+            # the addr-spec as written, quotes included: `"a@b"@example.org` is one mailbox at
+            # example.org, and rebuilding it from its parts would address b instead
+            addr = a.addr_spec if a.domain else a.username
             pairs.append((_clean(a.display_name or ""), _clean(addr).lower()))
     except Exception as e:
         problems.append(f"header {name}: {type(e).__name__}")
@@ -426,6 +433,12 @@ def _normalise_raw(raw: bytes, problems: list[str]) -> bytes:
     return raw
 
 
+_USED_PARAMS = re.compile(
+    rb'[;\s](charset|boundary|name|format|delsp|report-type)\s*=\s*("[^"\r\n]{0,500}"|[^;\s]{1,500})',
+    re.IGNORECASE,
+)
+
+
 def _cut_long_headers(head: bytes, problems: list[str]) -> bytes:
     """Cut any header longer than `_MAX_RAW_HEADER` bytes: the stdlib's structured header parser
     is quadratic, and a 200 KB Content-Type would take seconds. References and sender headers keep
@@ -436,7 +449,11 @@ def _cut_long_headers(head: bytes, problems: list[str]) -> bytes:
         if len(piece) > _MAX_RAW_HEADER:
             name = piece.split(b":", 1)[0].strip().lower()
             problems.append(f"header {name.decode('ascii', 'replace')[:40]}: {len(piece)} bytes, cut")
-            if name in (b"references", b"in-reply-to", b"from", b"sender", b"reply-to"):
+            if name == b"content-type":
+                # thousands of parameters are junk; each look at the header parses them all again
+                kept = _USED_PARAMS.findall(piece)
+                piece = piece.split(b";", 1)[0][:200] + b"".join(b"; " + k + b"=" + v for k, v in kept)
+            elif name in (b"references", b"in-reply-to", b"from", b"sender", b"reply-to"):
                 # the newest references and a sender's address are at the end: keep that
                 tail = piece[-_MAX_RAW_HEADER:]
                 start = tail.find(b" ") if name in (b"from", b"sender", b"reply-to") else tail.find(b"<")
@@ -594,3 +611,54 @@ def _unreadable(raw: bytes, why: str) -> InboundEmail:
         unreadable=True,
         size=len(raw),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# what is stored of the raw message
+
+
+_REMOVED_HEADER = "X-Privacy-Desk-Removed"
+
+
+def strip_attachments(raw: bytes) -> bytes:
+    """The raw message without the content of its attachments (never raises).
+
+    Headers and the text parts stay, so the message can be read again; each part listed as an
+    attachment (everything `parse_email` does not read as the body) keeps its MIME headers, with
+    `X-Privacy-Desk-Removed` saying how many bytes were dropped. A message that cannot be taken
+    apart keeps its header block only: its text is stored separately anyway.
+    """
+    try:
+        msg = BytesParser(policy=email.policy.compat32).parsebytes(raw)
+        if not _strip(msg, 0):
+            return raw
+        return msg.as_bytes(policy=email.policy.compat32)
+    except Exception:  # a structure the generator cannot write back: keep what is sure to be safe
+        end = re.search(rb"\r?\n\r?\n", raw)
+        head = raw[: end.start()] if end else raw[:_MAX_RAW_HEADER]
+        return head + b"\r\n" + _REMOVED_HEADER.encode() + b": body not stored\r\n\r\n"
+
+
+def _strip(part: Message, depth: int) -> bool:
+    """Empty the attachments below `part`; returns whether anything was removed."""
+    ctype = _content_type(part)
+    if ctype.startswith("multipart/") and depth <= 40:
+        removed = False
+        for child in _children(part):
+            removed = _strip(child, depth + 1) or removed
+        return removed
+    name = _filename(part)
+    if (
+        ctype in ("text/plain", "text/html")
+        and not _is_attachment(part)
+        and not (name and ctype == "text/html")
+    ):
+        return False
+    size = len(str(part.get_payload())) if part.is_multipart() else len(_payload(part))
+    if ctype.startswith("message/") and part.is_multipart():
+        part.set_payload([Message()])
+    else:
+        part.set_payload("")
+        del part["Content-Transfer-Encoding"]
+    part[_REMOVED_HEADER] = f"content not stored ({size} bytes)"
+    return True

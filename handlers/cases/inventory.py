@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from bot.errors import ConfigError
+from core.errors import ConfigError
 
 __all__ = ["ACTIONS", "Inventory", "System", "checklist_for", "load_inventory"]
 
@@ -62,7 +62,7 @@ def load_inventory(path: Path | None = None) -> Inventory:
     """
     try:
         if path is None:
-            text = (resources.files("handlers") / "data" / "systems.toml").read_text(encoding="utf-8")
+            text = (resources.files("handlers.cases") / "data" / "systems.toml").read_text(encoding="utf-8")
         else:
             text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text)

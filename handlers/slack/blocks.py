@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from handlers.classification import REQUEST_KINDS
-from handlers.deadlines import days_left
+from core.vocabulary import IDENTITY_LABELS, OUTCOME_LABELS, STATUS_LABELS, WAITING_LABELS, kind_label
+from handlers.cases.actions import new_rights
+from handlers.cases.deadlines import days_left
 from storage.models import Case, ChecklistItem, StoredEmail
 
 __all__ = [
@@ -25,7 +26,7 @@ __all__ = [
     "email_metadata",
     "email_reply",
     "escape_mrkdwn",
-    "kind_label",
+    "mention",
 ]
 
 ROOT_EVENT_TYPE = "privacy_case"
@@ -34,25 +35,6 @@ SECTION_LIMIT = 3000
 HEADER_LIMIT = 150
 EMAIL_TEXT_BUDGET = 9000  # characters of email text per thread reply (Slack caps a message near 13k)
 
-KIND_LABELS = {
-    "access": "Access (art. 15)",
-    "rectification": "Rectification (art. 16)",
-    "erasure": "Erasure (art. 17)",
-    "restriction": "Restriction (art. 18)",
-    "portability": "Portability (art. 20)",
-    "objection": "Objection (art. 21)",
-    "complaint": "Complaint",
-    "other": "Other / not a request",
-    "auto_reply": "Automatic reply",
-    "bounce": "Bounce",
-}
-STATUS_LABELS = {
-    "new": "New",
-    "in_progress": "In progress",
-    "awaiting_requester": "Awaiting requester",
-    "extended": "Extended",
-    "resolved": "Resolved",
-}
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 
 
@@ -82,11 +64,6 @@ def _plain(text: str, limit: int = SECTION_LIMIT) -> dict[str, object]:
 def _mrkdwn(text: str) -> dict[str, object]:
     """A verbatim mrkdwn object; callers escape untrusted parts before building `text`."""
     return {"type": "mrkdwn", "text": _cut(text or " ", SECTION_LIMIT), "verbatim": True}
-
-
-def kind_label(kind: str) -> str:
-    """The kind as staff read it ("Erasure (art. 17)")."""
-    return KIND_LABELS.get(kind, kind.replace("_", " ").capitalize())
 
 
 def mention(user_id: str) -> str:
@@ -154,14 +131,6 @@ class RootContext:
     links: tuple[
         tuple[str, str], ...
     ] = ()  # (relation, case reference), e.g. ("split off", "PRIV-2026-0005")
-
-
-WAITING_LABELS = {"identity": "identity documents", "clarification": "a clarification"}
-IDENTITY_LABELS = {
-    "same_address": "same address as our records",
-    "id_document": "ID document checked",
-    "known_contact": "known contact",
-}
 
 
 def _identity(case: Case) -> str:
@@ -286,19 +255,19 @@ def case_root_blocks(
     return blocks
 
 
-OUTCOME_LABELS = {
-    "fulfilled": "Fulfilled",
-    "partial": "Partially fulfilled",
-    "refused_unfounded": "Refused as manifestly unfounded or excessive (art. 12(5))",
-    "refused_identity": "Refused: identity not confirmed",
-    "withdrawn": "Withdrawn by the requester",
-    "not_a_request": "Not a privacy request",
-}
-
-
 def checklist_message(case: Case, items: list[ChecklistItem]) -> tuple[str, list[dict[str, object]]]:
     """The thread message with the data-system checklist: one checkbox per system (ten per group,
     Slack's limit), ticked when done."""
+    if not items:
+        text = f"Data-system checklist for {case.ref}: none for this type"
+        return text, [
+            {
+                "type": "section",
+                "text": _mrkdwn(
+                    "*Data-system checklist* · none: this type of case asks nothing of our systems."
+                ),
+            }
+        ]
     done = sum(1 for i in items if i.done)
     text = f"Data-system checklist for {case.ref}: {done}/{len(items)} done"
     blocks: list[dict[str, object]] = [
@@ -397,11 +366,6 @@ def _text_sections(text: str, budget: int) -> tuple[list[dict[str, object]], int
     return blocks, len(rest)
 
 
-def new_rights(email: StoredEmail, case: Case) -> list[str]:
-    """The rights (or complaint) a follow-up asks for that its case does not cover yet."""
-    return [k for k in email.labels if k in (*REQUEST_KINDS, "complaint") and k not in case.labels]
-
-
 def email_reply(
     email: StoredEmail, case: Case, *, tz: ZoneInfo, opening: bool
 ) -> tuple[str, list[dict[str, object]]]:
@@ -437,6 +401,19 @@ def email_reply(
             "elements": [_plain(f"Subject: {_one_line(email.subject) or '(no subject)'}", 2000)],
         },
     ]
+    if email.sender_check == "fail":
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    _mrkdwn(
+                        ":rotating_light: *Our mail server says this sender may be forged "
+                        f"({escape_mrkdwn(email.sender_check_detail)}).* Do not treat it as the requester's "
+                        "answer without checking another way."
+                    )
+                ],
+            }
+        )
     requester = (case.requester_email or "").lower()
     if not opening and requester and requester not in (email.from_addr.lower(), email.reply_to.lower()):
         blocks.append(

@@ -1,4 +1,4 @@
-"""Measuring `handlers.classification.classify` against a labelled set of emails.
+"""Measuring `handlers.classify.classifier.classify` against a labelled set of emails.
 
 A labelled set is a folder with `.eml` files and a `labels.csv` (columns `file`, `language`,
 `primary`, `labels` — labels separated by `|`, primary first — and optional others), the format of
@@ -20,8 +20,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from handlers.classification import AUTOMATED_KINDS, KINDS, REQUEST_KINDS, Classification, classify
-from handlers.parsing import parse_email
+from core.vocabulary import AUTOMATED_KINDS, KINDS, REQUEST_KINDS
+from handlers.classify.classifier import Classification, classify
+from handlers.mail_in.parsing import parse_email
 
 __all__ = [
     "ALL_KINDS",

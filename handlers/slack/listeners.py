@@ -1,7 +1,7 @@
 """Slack listeners for the case buttons, pickers, checklists and modals.
 
 Thin on purpose: `ack()` first (modals are opened with their trigger_id before any slow work),
-check that the person is staff, call the use case in `handlers.case_actions`, and let the
+check that the person is staff, call the use case in `handlers.cases.actions`, and let the
 publisher re-render the root and post the thread note from the database. Refusals are ephemeral;
 modal submissions answer with field errors.
 """
@@ -15,8 +15,10 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import TransitionError
-from handlers import case_actions, views
+from core.errors import TransitionError
+from handlers.cases import actions as case_actions
+from handlers.cases.notices import extension_notice
+from handlers.slack import modals as views
 from storage.models import Case
 
 __all__ = ["register"]
@@ -76,7 +78,7 @@ def _case_id_of_message(body: dict[str, Any]) -> int:
 
 
 async def _open_case(desk: Any, case_id: int, respond: Any) -> Case | None:
-    case = await desk.store.case(case_id=case_id)
+    case = await desk.store.cases.get(case_id)
     if case is None:
         await respond(text="This case no longer exists.", response_type="ephemeral", replace_original=False)
         return None
@@ -150,7 +152,7 @@ async def checklist_ticked(desk: Any, body: dict[str, Any], user: str, respond: 
     if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
         raise TransitionError("This checklist message is not one of ours.")
     case_id, group = int(parts[1]), int(parts[2])
-    items = await desk.store.checklist(case_id)
+    items = await desk.store.cases.checklist(case_id)
     in_group = {i.id for i in items[group * 10 : group * 10 + 10]}
     done = {i.id for i in items if i.done and i.id not in in_group} | (selected & in_group)
     await case_actions.tick_checklist(
@@ -245,8 +247,13 @@ async def _reply_notice(desk: Any, case: Case) -> dict[str, Any] | str:
     view = await _reply(desk, case)
     if isinstance(view, str) or case.extended_at is None:
         return view
-    notice = case_actions.extension_notice(
-        case, due=case.due_date, reason=case.extension_reason, language=case.language
+    notice = extension_notice(
+        ref=case.ref,
+        requester_name=case.requester_name,
+        received=case.received_date,
+        due=case.due_date,
+        reason=case.extension_reason,
+        language=case.language,
     )
     return views.reply_view(case, pause_clock=desk.settings.clock_pause_on_wait, initial=notice)
 
@@ -347,7 +354,6 @@ async def _apply_wait(desk: Any, case_id: int, user: str, values: dict[str, Any]
         waiting_for=_str(values, "waiting_for"),
         note=_str(values, "note"),
         now=desk.clock(),
-        calendar=desk.calendar,
         pause_clock=desk.settings.clock_pause_on_wait,
     )
 
@@ -380,7 +386,6 @@ async def _apply_reply(desk: Any, case_id: int, user: str, values: dict[str, Any
         body=_str(values, "body"),
         wait_for=_str(values, "wait_for"),
         now=desk.clock(),
-        calendar=desk.calendar,
         pause_clock=desk.settings.clock_pause_on_wait,
         mail_from=desk.settings.mail_from,
     )

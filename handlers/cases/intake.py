@@ -1,35 +1,36 @@
 """Taking one email in: parse, classify, and store it as a new case, a follow-up or machine traffic.
 
 `take_in` is the use case the mailbox watcher calls for every message. It runs in one
-transaction together with the mailbox cursor, so a message is either fully taken in (email row,
-case, audit event, cursor) or not at all, and a second delivery of the same Message-ID changes
-nothing but the cursor.
+transaction together with the mailbox cursor, so a message is either fully taken in (email,
+case, audit event, outbox rows, cursor) or not at all, and a second delivery of the same
+Message-ID changes nothing but the cursor. The raw message is stored without the content of its
+attachments (the thread lists them as not stored, and that is true).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
-from handlers.authentication import check_sender
-from handlers.case_actions import end_wait
-from handlers.classification import Classification, classify
-from handlers.deadlines import Calendar
-from handlers.parsing import InboundEmail, parse_email, synthetic_message_id
-from handlers.systems import Inventory, checklist_for
+from core.clock import system_clock
+from core.errors import TransitionError
+from core.refs import refs_in
+from handlers.cases.actions import end_wait
+from handlers.cases.deadlines import Calendar
+from handlers.cases.inventory import Inventory, checklist_for
+from handlers.classify.classifier import Classification, classify
+from handlers.mail_in.parsing import InboundEmail, parse_email, strip_attachments, synthetic_message_id
+from handlers.mail_in.sender_check import SenderCheck, check_sender
+from storage.db import iso
 from storage.models import Case
-from storage.store import Store, Tx, iso
+from storage.store import Store, Tx
 
-__all__ = ["CASE_REF", "IncomingMessage", "IntakeOutcome", "IntakeRules", "take_in", "take_in_unparsed"]
+__all__ = ["IncomingMessage", "IntakeOutcome", "IntakeRules", "take_in", "take_in_unparsed"]
 
 logger = logging.getLogger(__name__)
-
-#: A case reference as it appears in subjects ("Re: [PRIV-2026-0042] Your request").
-CASE_REF = re.compile(r"\bPRIV-(\d{4})-(\d{4,6})\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,14 @@ class IntakeRules:
 NO_RULES = IntakeRules()
 
 
+@dataclass(frozen=True, slots=True)
+class _Read:
+    email: InboundEmail
+    verdict: Classification
+    sender: SenderCheck
+    raw: bytes
+
+
 async def take_in(
     store: Store,
     message: IncomingMessage,
@@ -93,16 +102,16 @@ async def take_in(
     - anything else, unreadable messages included: a new case with its legal due date, its
       data-system checklist and what our own mail server said about the sender.
 
-    An answer from the requester to a case waiting for them ends the wait.
+    An answer from the requester to a case waiting for them ends the wait — unless our mail
+    server says the sender was forged: then the thread says so and the case keeps waiting.
     """
-    now = now or datetime.now(UTC)
     # parsing and classifying are CPU work that pathological mail can stretch: off the event loop
-    email, verdict = await asyncio.to_thread(_read, message.raw)
-    async with store.transaction(now=now) as tx:
-        outcome = await _record(tx, message, email, verdict, calendar, rules)
-        await tx.advance_cursor(message.folder, uidvalidity=message.uidvalidity, uid=message.uid)
+    read = await asyncio.to_thread(_read, message.raw, rules.authserv_id)
+    async with store.transaction(now=now or system_clock()) as tx:
+        outcome = await _record(tx, message, read, calendar, rules)
+        await tx.cursors.advance(message.folder, uidvalidity=message.uidvalidity, uid=message.uid)
     if outcome.action == "opened_case":
-        logger.info("case %s opened (%s)", outcome.case_ref, verdict.kind)
+        logger.info("case %s opened (%s)", outcome.case_ref, read.verdict.kind)
     elif outcome.case_ref:
         logger.info("%s stored on case %s", outcome.action.replace("_", "-"), outcome.case_ref)
     else:
@@ -110,9 +119,9 @@ async def take_in(
     return outcome
 
 
-def _read(raw: bytes) -> tuple[InboundEmail, Classification]:
+def _read(raw: bytes, authserv_id: str | None) -> _Read:
     email = parse_email(raw)
-    return email, classify(email)
+    return _Read(email, classify(email), check_sender(email, authserv_id), strip_attachments(raw))
 
 
 async def take_in_unparsed(
@@ -125,14 +134,13 @@ async def take_in_unparsed(
 ) -> IntakeOutcome:
     """Record a message whose normal intake failed: raw bytes kept, a case flagged "could not be
     read" opened (or nothing, if its content was already stored). Uses no parsing at all."""
-    now = now or datetime.now(UTC)
     message_id = synthetic_message_id(message.raw)
     problem = f"intake failed: {type(error).__name__}"
-    async with store.transaction(now=now) as tx:
-        if await tx.email_exists(message_id):
+    async with store.transaction(now=now or system_clock()) as tx:
+        if await tx.mail.exists(message_id):
             outcome = IntakeOutcome("duplicate", message_id)
         else:
-            case = await tx.open_case(
+            case = await tx.cases.open(
                 kind="other",
                 labels=("other",),
                 confidence=0.0,
@@ -148,7 +156,7 @@ async def take_in_unparsed(
                 due_date=calendar.due_date(message.arrived_at),
                 unreadable=True,
             )
-            await tx.insert_email(
+            email_id = await tx.mail.add(
                 message_id=message_id,
                 synthetic_id=1,
                 case_id=case.id,
@@ -164,72 +172,42 @@ async def take_in_unparsed(
                 size=len(message.raw),
                 raw=message.raw,
             )
-            await tx.audit(
+            await tx.audit.append(
                 case_id=case.id,
                 actor="system",
                 action="case.opened",
                 after={"kind": "other", "status": case.status, "unreadable": True},
+                email_id=email_id,
             )
+            await tx.outbox.post_root(case.id)
+            await tx.outbox.show_email(case.id, email_id)
             outcome = IntakeOutcome("opened_case", message_id, case.ref)
-        await tx.advance_cursor(message.folder, uidvalidity=message.uidvalidity, uid=message.uid)
+        await tx.cursors.advance(message.folder, uidvalidity=message.uidvalidity, uid=message.uid)
     logger.warning("uid %d stored raw after %s (case %s)", message.uid, problem, outcome.case_ref)
     return outcome
 
 
 async def _record(
-    tx: Tx,
-    message: IncomingMessage,
-    email: InboundEmail,
-    verdict: Classification,
-    calendar: Calendar,
-    rules: IntakeRules,
+    tx: Tx, message: IncomingMessage, read: _Read, calendar: Calendar, rules: IntakeRules
 ) -> IntakeOutcome:
-    if await tx.email_exists(email.message_id):
+    email, verdict = read.email, read.verdict
+    if await tx.mail.exists(email.message_id):
         return IntakeOutcome("duplicate", email.message_id)
 
     case = await _case_followed_up(tx, email)
     if case is not None:
-        disposition: Action = "automated" if verdict.automated else "follow_up"
-        await tx.insert_email(
-            **_email_fields(message, email, verdict, case_id=case.id, disposition=disposition)
-        )
-        await tx.audit(
-            case_id=case.id,
-            actor="system",
-            action=f"email.{disposition}",
-            after={"kind": verdict.kind, "labels": list(verdict.labels)},
-        )
-        requester = case.requester_email.lower()
-        if (
-            disposition == "follow_up"
-            and case.status == "awaiting_requester"
-            and requester
-            and requester in (email.from_addr.lower(), email.reply_to.lower())
-        ):
-            await end_wait(
-                tx,
-                case,
-                actor="system",
-                now=tx.now,
-                calendar=calendar,
-                pause_clock=rules.pause_clock,
-                by_requester=True,
-            )
-        return IntakeOutcome(
-            "follow_up" if disposition == "follow_up" else "automated", email.message_id, case.ref
-        )
+        return await _follow_up(tx, case, message, read, calendar, rules)
 
     if verdict.automated or message.historical:
-        disposition = "automated" if verdict.automated else "historical"
-        await tx.insert_email(**_email_fields(message, email, verdict, case_id=None, disposition=disposition))
+        disposition: Action = "automated" if verdict.automated else "historical"
+        await tx.mail.add(**_email_fields(message, read, case_id=None, disposition=disposition))
         return IntakeOutcome(disposition, email.message_id)
 
     due_kind = "complaint" if verdict.kind == "complaint" else "gdpr"
-    sender = check_sender(email, rules.authserv_id)
     reasons = list(verdict.reasons)
     if email.unreadable:
         reasons.insert(0, "could not be read")
-    case = await tx.open_case(
+    case = await tx.cases.open(
         kind=verdict.kind,
         labels=verdict.labels,
         confidence=verdict.confidence,
@@ -244,15 +222,11 @@ async def _record(
         received_date=calendar.local_date(message.arrived_at),
         due_date=calendar.due_date(message.arrived_at, kind=due_kind),
         unreadable=email.unreadable,
-        sender_check=sender.status,
-        sender_check_detail=sender.detail,
+        sender_check=read.sender.status,
+        sender_check_detail=read.sender.detail,
     )
-    if rules.inventory is not None:
-        await tx.replace_checklist(case.id, checklist_for(rules.inventory, case.labels))
-    await tx.insert_email(
-        **_email_fields(message, email, verdict, case_id=case.id, disposition="opened_case")
-    )
-    await tx.audit(
+    email_id = await tx.mail.add(**_email_fields(message, read, case_id=case.id, disposition="opened_case"))
+    await tx.audit.append(
         case_id=case.id,
         actor="system",
         action="case.opened",
@@ -263,32 +237,89 @@ async def _record(
             "due_date": case.due_date.isoformat(),
             "received_at": iso(case.received_at),
         },
+        email_id=email_id,
     )
+    await tx.outbox.post_root(case.id)
+    await tx.outbox.show_email(case.id, email_id)
+    if rules.inventory is not None:
+        items = checklist_for(rules.inventory, case.labels)
+        if items:
+            await tx.cases.replace_checklist(case.id, items)
+            await tx.outbox.post_checklist(case.id)
     return IntakeOutcome("opened_case", email.message_id, case.ref)
+
+
+async def _follow_up(
+    tx: Tx, case: Case, message: IncomingMessage, read: _Read, calendar: Calendar, rules: IntakeRules
+) -> IntakeOutcome:
+    """Store an email on the case it continues; the requester's answer ends a wait."""
+    email, verdict = read.email, read.verdict
+    disposition: Action = "automated" if verdict.automated else "follow_up"
+    email_id = await tx.mail.add(**_email_fields(message, read, case_id=case.id, disposition=disposition))
+    await tx.audit.append(
+        case_id=case.id,
+        actor="system",
+        action=f"email.{disposition}",
+        after={"kind": verdict.kind, "labels": list(verdict.labels), "sender_check": read.sender.status},
+        email_id=email_id,
+    )
+    await tx.outbox.show_email(case.id, email_id)
+    requester = case.requester_email.lower()
+    answers = (
+        disposition == "follow_up"
+        and case.status == "awaiting_requester"
+        and requester
+        and requester in (email.from_addr.lower(), email.reply_to.lower())
+    )
+    if answers:
+        if read.sender.status == "fail":
+            await _wait_not_ended(tx, case, email_id, reason="sender_check", detail=read.sender.detail)
+        else:
+            try:
+                await end_wait(
+                    tx,
+                    case,
+                    actor="system",
+                    calendar=calendar,
+                    pause_clock=rules.pause_clock,
+                    by_requester=True,
+                )
+            except TransitionError as e:  # a business refusal: the email is taken in all the same
+                await _wait_not_ended(tx, case, email_id, reason="refused", detail=str(e))
+    return IntakeOutcome(disposition, email.message_id, case.ref)
+
+
+async def _wait_not_ended(tx: Tx, case: Case, email_id: int, *, reason: str, detail: str) -> None:
+    """Record (and say in the thread) that an answer from the requester's address did not end the wait."""
+    event_id = await tx.audit.append(
+        case_id=case.id,
+        actor="system",
+        action="email.wait_not_ended",
+        after={"reason": reason, "detail": detail[:200]},
+        email_id=email_id,
+    )
+    await tx.outbox.post_note(case.id, event_id)
+    logger.warning("case %s: an answer did not end the wait (%s)", case.ref, reason)
 
 
 async def _case_followed_up(tx: Tx, email: InboundEmail) -> Case | None:
     """The case this email continues: by its thread headers first, then a reference in the subject."""
     thread = [*email.in_reply_to, *email.references]
     if thread:
-        case = await tx.case_for_message_ids(thread)
+        case = await tx.cases.by_thread(thread)
         if case is not None:
             return case
-    for m in CASE_REF.finditer(email.subject):
-        case = await tx.case_by_ref(f"PRIV-{m.group(1)}-{m.group(2)}")
+    for ref in refs_in(email.subject):
+        case = await tx.cases.by_ref(ref)
         if case is not None:
             return case
     return None
 
 
 def _email_fields(
-    message: IncomingMessage,
-    email: InboundEmail,
-    verdict: Classification,
-    *,
-    case_id: int | None,
-    disposition: str,
+    message: IncomingMessage, read: _Read, *, case_id: int | None, disposition: str
 ) -> dict[str, object]:
+    email, verdict = read.email, read.verdict
     return {
         "message_id": email.message_id,
         "synthetic_id": int(email.synthetic_id),
@@ -317,6 +348,7 @@ def _email_fields(
             {"filename": a.filename, "content_type": a.content_type, "size": a.size}
             for a in email.attachments
         ],
+        "attachment_count": len(email.attachments),
         "kind": verdict.kind,
         "labels": list(verdict.labels),
         "confidence": verdict.confidence,
@@ -326,5 +358,7 @@ def _email_fields(
         "problems": list(email.problems),
         "unreadable": int(email.unreadable),
         "size": email.size,
-        "raw": message.raw,
+        "sender_check": read.sender.status,
+        "sender_check_detail": read.sender.detail,
+        "raw": read.raw,
     }

@@ -6,13 +6,13 @@ staff corrections can later be stored next to the input as labelled examples
 
 How a privacy officer's reading is reproduced, in order:
 
-1. **Machine traffic** (`handlers.automated`): bounces and auto-replies are recognised from
+1. **Machine traffic** (`handlers.mail_in.machine_mail`): bounces and auto-replies are recognised from
    headers and MIME structure, or from two weaker signs together; they never open a case.
 2. **What the sender wrote now**: the new text of the body (no quoted history, no signature or
    legal footer; a forwarded message counts as the request it forwards) and the subject, unless
    the subject is a reply to ours ("Re: Your access request" is our wording, not theirs).
-3. **Phrase rules** in English, French, Dutch and German (`handlers/data/classifier_rules.toml`,
-   applied by `handlers.classifier_rules`) find the rights asked for and grievances, clause by
+3. **Phrase rules** in English, French, Dutch and German (`handlers/classify/data/classifier_rules.toml`,
+   applied by `handlers.classify.rules`) find the rights asked for and grievances, clause by
    clause, ignoring negated phrases ("do not delete"), legal disclaimers, conditional threats
    ("I reserve the right to complain"), withdrawals, thanks for work done, files on a FabLab
    computer, workshop cancellations and sales pitches. A phrase in a sentence about an earlier
@@ -38,27 +38,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from handlers.automated import detect_automated
-from handlers.classifier_rules import Evidence, Hit, find_evidence, find_family, fold, load_rules
-from handlers.parsing import InboundEmail
+from core.vocabulary import AUTOMATED_KINDS, REQUEST_KINDS
+from handlers.classify.rules import Evidence, Hit, find_evidence, find_family, fold, load_rules
+from handlers.mail_in.machine_mail import detect_automated
+from handlers.mail_in.parsing import InboundEmail
 
 __all__ = [
-    "AUTOMATED_KINDS",
-    "KINDS",
     "LABEL_MIN",
-    "REQUEST_KINDS",
     "REVIEW_BELOW",
     "Classification",
     "classify",
     "detect_language",
 ]
-
-#: Rights a data subject exercises, in the order used for display.
-REQUEST_KINDS = ("access", "rectification", "erasure", "restriction", "objection", "portability")
-#: Every `kind` a human message can get.
-KINDS = (*REQUEST_KINDS, "complaint", "other")
-#: Machine traffic that never opens a case.
-AUTOMATED_KINDS = ("auto_reply", "bounce")
 
 #: Below this confidence the case shows "please confirm the type".
 REVIEW_BELOW = 0.6

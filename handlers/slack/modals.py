@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from datetime import date
 
-from handlers.case_actions import IDENTITY_METHODS, OUTCOMES, WAITING_FOR, long_date
-from handlers.classification import KINDS
-from handlers.render import escape_mrkdwn, kind_label
-from handlers.systems import Inventory
+from core.vocabulary import IDENTITY_METHODS, KINDS, OUTCOME_LABELS, WAITING_LABELS, kind_label
+from handlers.cases.inventory import Inventory
+from handlers.cases.notices import long_date
+from handlers.slack.blocks import escape_mrkdwn
 from storage.models import Case
 
 __all__ = [
@@ -197,7 +197,7 @@ def wait_view(case: Case, *, pause_clock: bool) -> dict[str, object]:
                 "Waiting for",
                 {
                     "type": "radio_buttons",
-                    "options": [_option(k, v.capitalize()) for k, v in WAITING_FOR.items()],
+                    "options": [_option(k, v.capitalize()) for k, v in WAITING_LABELS.items()],
                 },
                 hint=clock + " Their answer ends the wait by itself.",
             ),
@@ -222,7 +222,7 @@ def resolve_view(case: Case, *, inventory: Inventory | None) -> dict[str, object
         _input(
             "outcome",
             "Outcome",
-            {"type": "radio_buttons", "options": [_option(k, v) for k, v in OUTCOMES.items()]},
+            {"type": "radio_buttons", "options": [_option(k, v) for k, v in OUTCOME_LABELS.items()]},
         ),
         _note("note", "Note", optional=False, placeholder="What was done, what the requester was told"),
     ]
@@ -285,7 +285,7 @@ def reply_view(case: Case, *, pause_clock: bool, initial: str = "") -> dict[str,
                 "Then wait for the requester's answer?",
                 {
                     "type": "radio_buttons",
-                    "options": [_option(k, v.capitalize()) for k, v in WAITING_FOR.items()],
+                    "options": [_option(k, v.capitalize()) for k, v in WAITING_LABELS.items()],
                 },
                 optional=True,
                 hint=f"Leave empty if you expect no answer. The legal clock {clock}.",

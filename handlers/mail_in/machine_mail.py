@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from handlers.parsing import InboundEmail
+from handlers.mail_in.parsing import InboundEmail
 
 __all__ = ["AutomatedVerdict", "detect_automated"]
 

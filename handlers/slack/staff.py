@@ -1,4 +1,5 @@
-"""Who may act on cases: `SLACK_STAFF_USER_IDS`, or else the members of the staff channel."""
+"""Who may act on cases: `SLACK_STAFF_USER_IDS`, or else the members of the staff channel — never
+the bot itself (it is a member of the channel, but not a person who can take a case)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import SLACK_FAILURES
+from handlers.slack.api import SLACK_FAILURES
 
 __all__ = ["StaffDirectory"]
 
@@ -36,14 +37,15 @@ class StaffDirectory:
         self.clock = clock
         self._members: frozenset[str] | None = None
         self._fetched_at = 0.0
+        self._bot_user: str | None = None
 
     async def members(self) -> frozenset[str]:
         """The staff user ids (cached)."""
         if self.fixed:
-            return self.fixed
+            return self.fixed - {await self._bot()}
         if self._members is None or self.clock() - self._fetched_at > self.ttl:
             try:
-                self._members = await self._fetch()
+                self._members = await self._fetch() - {await self._bot()}
                 self._fetched_at = self.clock()
             except SLACK_FAILURES as e:  # keep a stale list if we have one, else fail closed
                 if self._members is None:
@@ -54,6 +56,16 @@ class StaffDirectory:
     async def is_staff(self, user_id: str) -> bool:
         """Whether `user_id` may act on cases."""
         return bool(user_id) and user_id in await self.members()
+
+    async def _bot(self) -> str:
+        """The bot's own user id (`auth.test`, asked once it answers); "" until Slack can tell."""
+        if self._bot_user is None:
+            try:
+                resp = await self.client.auth_test()
+            except SLACK_FAILURES:
+                return ""
+            self._bot_user = str(resp.get("user_id") or "")
+        return self._bot_user
 
     async def _fetch(self) -> frozenset[str]:
         members: set[str] = set()

@@ -1,6 +1,6 @@
-"""The phrase rules behind `handlers.classification`, and the matcher that applies them.
+"""The phrase rules behind `handlers.classify.classifier`, and the matcher that applies them.
 
-The rules live in `handlers/data/classifier_rules.toml` (package data), read and compiled once at
+The rules live in `handlers/classify/data/classifier_rules.toml` (package data), read and compiled once at
 import. There are two layers:
 
 - **phrases**: a weighted regular expression for one kind in one language ("delete my account",
@@ -427,7 +427,7 @@ def load_rules(text: str | None = None) -> RuleSet:
     broken rule file fails at import, not on the first email.
     """
     if text is None:
-        text = resources.files("handlers").joinpath("data", _RULES_FILE).read_text(encoding="utf-8")
+        text = resources.files("handlers.classify").joinpath("data", _RULES_FILE).read_text(encoding="utf-8")
     data = tomllib.loads(text)
     unknown_sections = set(data) - {"macros", "context", "negation", "families", "combo", *_KINDS}
     if unknown_sections:

@@ -1,0 +1,212 @@
+"""The one loop that works the outbox: everything the bot sends on its own initiative.
+
+Each round takes the rows that are due (roots first, updates last, otherwise oldest first) and
+hands each to the sender of its kind (Slack or SMTP), then records what came of it:
+
+- delivered → done, with its result (the Slack ts, the accepted Message-ID), and whatever follows
+  in the case (the sender's `sent`), in one transaction;
+- the destination unavailable (`Unavailable`) → that destination pauses, with backoff, logged
+  once per outage; its other rows wait too, the other destination's rows go on;
+- this message turned away for now (`TryLater`) → it alone waits, with its own capped backoff;
+- refused for good (`Refused`), or failing for a reason of its own → failed, and staff are told
+  (the sender's `refused`); the rest go on.
+
+Answers to a person's own action (acks, modals, ephemeral messages) do not come through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from bot.backoff import Backoff, Outage, sleep_until
+from core.clock import Clock, system_clock
+from core.errors import Refused, StorageError, TryLater, Unavailable, redacted
+from storage.models import OutboxRow
+from storage.outbox import Delivered
+from storage.store import Store, Tx
+
+__all__ = ["MessageBackoff", "OutboxWorker", "Sender"]
+
+logger = logging.getLogger(__name__)
+
+
+class Sender(Protocol):
+    """Delivers the outbox rows of some kinds to one destination."""
+
+    destination: str
+    kinds: frozenset[str]
+
+    async def send(self, row: OutboxRow) -> Delivered:
+        """Deliver the row; raises a `DeliveryError` when it was not delivered."""
+        ...
+
+    async def sent(self, tx: Tx, row: OutboxRow, delivered: Delivered) -> None:
+        """What follows, in the case, from the row being delivered (inside the transaction)."""
+        ...
+
+    async def refused(self, tx: Tx, row: OutboxRow, reason: str) -> None:
+        """What follows from the row being refused for good (inside the transaction)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class MessageBackoff:
+    """The wait before retrying a message turned away for now: `base·2ⁿ` seconds, at most `cap`."""
+
+    base: float = 60.0
+    cap: float = 3600.0
+
+    def delay(self, attempts: int) -> float:
+        return min(self.cap, self.base * 2 ** max(0, min(attempts - 1, 20)))
+
+
+class _Destination:
+    def __init__(self, name: str, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self.outage = Outage(name, logger)
+        self.paused_until = 0.0  # time.monotonic()
+
+    @property
+    def paused(self) -> bool:
+        return time.monotonic() < self.paused_until
+
+
+class OutboxWorker:
+    """Works the outbox until stopped; `notify()` after committing new rows."""
+
+    def __init__(
+        self,
+        store: Store,
+        senders: Sequence[Sender],
+        *,
+        clock: Clock = system_clock,
+        idle_interval: float = 60.0,
+        destination_backoff: Backoff | None = None,
+        message_backoff: MessageBackoff | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.idle_interval = idle_interval
+        self.message_backoff = message_backoff or MessageBackoff()
+        self._senders = {kind: sender for sender in senders for kind in sender.kinds}
+        template = destination_backoff or Backoff(base=1.0, cap=120.0)
+        self.destinations = {
+            s.destination: _Destination(
+                _NAMES.get(s.destination, s.destination), Backoff(base=template.base, cap=template.cap)
+            )
+            for s in senders
+        }
+        self.database = Outage("the database (outbox)", logger)
+        self._database_backoff = Backoff(base=1.0, cap=60.0)
+        self._wake = asyncio.Event()
+
+    def notify(self) -> None:
+        """Ask for a round soon (called after new rows are committed)."""
+        self._wake.set()
+
+    def notify_threadsafe(self, loop: asyncio.AbstractEventLoop) -> None:
+        """`notify` from another thread (the mailbox watcher)."""
+        loop.call_soon_threadsafe(self._wake.set)
+
+    def outage(self, destination: str) -> Outage:
+        """The outage record of a destination ("slack", "smtp")."""
+        return self.destinations[destination].outage
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work the outbox until `stop` is set. Nothing is dropped: what cannot be sent waits."""
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                busy = await self.work_once()
+            except (sqlite3.OperationalError, StorageError) as e:  # the database is unavailable: wait
+                self.database.failed(e)
+                await sleep_until(stop, None, self._database_backoff.next_delay())
+                continue
+            self.database.recovered()
+            self._database_backoff.reset()
+            if not busy:
+                await sleep_until(stop, self._wake, await self._idle_for())
+
+    async def _idle_for(self) -> float:
+        """How long to sleep when nothing is due: until a paused destination or a held-back row
+        may be tried again, at most `idle_interval`."""
+        waits = [self.idle_interval]
+        now = time.monotonic()
+        waits += [d.paused_until - now for d in self.destinations.values() if d.paused_until > now]
+        retry = await self.store.outbox.next_attempt_at()
+        if retry is not None:
+            waits.append((retry - self.clock()).total_seconds())
+        return max(0.01, min(waits))
+
+    async def work_once(self) -> bool:
+        """One round over the rows due now; returns whether any was attempted."""
+        for orphan in await self.store.outbox.orphans():
+            await self._fail(orphan, "the message it belongs to could not be posted")
+        kinds = [k for k, s in self._senders.items() if not self.destinations[s.destination].paused]
+        attempted = False
+        for row in await self.store.outbox.due(now=self.clock(), kinds=kinds) if kinds else []:
+            sender = self._senders[row.kind]
+            if self.destinations[sender.destination].paused:
+                continue  # paused during this round
+            await self._attempt(row, sender)
+            attempted = True
+        return attempted
+
+    async def _attempt(self, row: OutboxRow, sender: Sender) -> None:
+        destination = self.destinations[sender.destination]
+        await self.store.outbox.mark_started(row.id, at=self.clock())
+        try:
+            delivered = await sender.send(row)
+        except Unavailable as e:
+            destination.outage.failed(e)
+            delay = max(destination.backoff.next_delay(), e.retry_after or 0.0)
+            destination.paused_until = time.monotonic() + delay
+            await self.store.outbox.retry_later(row.id, not_before=self.clock(), error=e.reason)
+            return
+        except TryLater as e:
+            wait = self.message_backoff.delay(row.attempts + 1)
+            logger.info("outbox row %d (%s) turned away for now; retrying in %.0f s", row.id, row.kind, wait)
+            await self.store.outbox.retry_later(
+                row.id, not_before=self.clock() + timedelta(seconds=wait), error=e.reason
+            )
+            return
+        except Refused as e:
+            await self._fail(row, e.reason, sender)
+            return
+        except (sqlite3.OperationalError, StorageError):
+            raise  # the database itself: the loop waits and retries
+        except Exception as e:
+            # Error boundary: one message that cannot be built or sent for a reason of its own (a
+            # malformed record, a bug) must fail alone and visibly, and let the others go.
+            logger.error("outbox row %d (%s) failed: %s", row.id, row.kind, redacted(e))
+            await self._fail(row, f"it could not be sent ({type(e).__name__})", sender)
+            return
+        destination.outage.recovered()
+        destination.backoff.reset()
+        async with self.store.transaction(now=self.clock()) as tx:
+            await tx.outbox.mark_done(row.id, result=delivered.result, channel=delivered.channel)
+            await sender.sent(tx, row, delivered)
+
+    async def _fail(self, row: OutboxRow, reason: str, sender: Sender | None = None) -> None:
+        sender = sender or self._senders.get(row.kind)
+        async with self.store.transaction(now=self.clock()) as tx:
+            await tx.outbox.mark_failed(row.id, error=reason)
+            if sender is not None:
+                await sender.refused(tx, row, reason)
+        self.notify()  # what the refusal queued (a note) goes out in the next round
+
+    async def drained(self) -> bool:
+        """Whether nothing waits that could be sent now: rows held back by their backoff, or for a
+        destination waiting out an outage, do not count (for tests and benchmarks)."""
+        kinds = [k for k, s in self._senders.items() if not self.destinations[s.destination].paused]
+        return not kinds or not await self.store.outbox.due(now=self.clock(), kinds=kinds, limit=1)
+
+
+_NAMES = {"slack": "Slack", "smtp": "SMTP server"}

@@ -1,0 +1,68 @@
+"""What a Slack Web API call can fail with, and what that means for the outbox.
+
+slack-sdk's retry handlers (configured once on the client) retry 429s, 5xx and connection errors
+first; what reaches us afterwards is translated by error code, never by matching message text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+
+from core.errors import DeliveryError, Refused, Unavailable
+
+__all__ = ["BAD_MESSAGE", "GONE", "SLACK_FAILURES", "as_delivery_error", "error_code"]
+
+#: What a Slack Web API call can raise once slack-sdk's retry handlers have given up.
+SLACK_FAILURES: tuple[type[BaseException], ...] = (
+    SlackApiError,
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    OSError,
+)
+
+#: Slack errors that say our message was malformed: retrying it unchanged cannot help.
+BAD_MESSAGE = frozenset(
+    {
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "msg_too_long",
+        "msg_blocks_too_long",
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
+        "metadata_too_large",
+        "invalid_arguments",
+        "too_many_attachments",
+        "no_text",
+    }
+)
+#: Errors that mean the message to update is gone (deleted in Slack, or too old to edit).
+GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed", "thread_not_found"})
+
+
+def error_code(error: BaseException) -> str:
+    """Slack's error code of a failed call ("" when it is not a Slack API error)."""
+    if not isinstance(error, SlackApiError):
+        return ""
+    try:
+        return str(error.response.get("error") or "")
+    except Exception:  # a response that is not JSON
+        return ""
+
+
+def as_delivery_error(error: BaseException) -> DeliveryError:
+    """What a Slack failure means for a message of the outbox: refused for good when Slack says
+    the message itself is wrong, otherwise Slack is unavailable (down, rate limited, or refusing
+    every message: a revoked token, the bot removed from the channel) and everything waits."""
+    code = error_code(error)
+    if code in BAD_MESSAGE:
+        return Refused(f"Slack refused the message ({code})")
+    retry_after = None
+    if isinstance(error, SlackApiError):
+        try:
+            retry_after = float(error.response.headers.get("Retry-After") or 0) or None
+        except (TypeError, ValueError, AttributeError):
+            retry_after = None
+    return Unavailable(f"Slack: {code or type(error).__name__}", retry_after=retry_after)

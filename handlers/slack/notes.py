@@ -1,0 +1,211 @@
+"""What a thread note says, rendered from the audit event it records (pure).
+
+A note is not stored: the outbox row points to the event, and the words are made when it is
+posted (or updated), from the event's facts, the case, the free text the event points to and, for
+an email to the requester, where its sending stands. Once retention has erased the free text,
+the same event renders without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from core.vocabulary import IDENTITY_METHODS, OUTCOME_LABELS, WAITING_LABELS, kind_label
+from handlers.cases.notices import extension_notice, long_date
+from handlers.slack.blocks import escape_mrkdwn, mention, note_blocks, notice_note_blocks
+from storage.models import AuditEvent, Case, OutboundEmail
+
+__all__ = ["NoteContext", "note_message"]
+
+QUOTE_LIMIT = 1500
+
+
+@dataclass(frozen=True, slots=True)
+class NoteContext:
+    """What a note may need besides its event: the case, the free text the event points to, the
+    email it concerns, and the controller's time zone (for dates)."""
+
+    case: Case
+    tz: ZoneInfo
+    text: str = ""
+    outbound: OutboundEmail | None = None
+
+
+def _sentence(text: str) -> str:
+    """Staff-typed text as a sentence of a note: escaped, trimmed, ending with a full stop."""
+    text = escape_mrkdwn(" ".join(text.split()))
+    return text if not text or text[-1] in ".!?" else text + "."
+
+
+def _date(value: object) -> date:
+    return date.fromisoformat(str(value)[:10])
+
+
+def _list(facts: dict[str, object], key: str) -> list[object]:
+    value = facts.get(key)
+    return list(value) if isinstance(value, list) else []
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def note_message(event: AuditEvent, context: NoteContext) -> tuple[str, list[dict[str, object]]]:
+    """The note's text and blocks for an event (its text is built by us; anything typed by people
+    or sent by a requester is escaped)."""
+    text = _words(event, context)
+    if event.action == "case.extended":
+        return text, notice_note_blocks(text, context.case)
+    if event.action == "case.replied":
+        status = {"type": "mrkdwn", "text": _sending_status(context.outbound), "verbatim": True}
+        return text, [*note_blocks(text), {"type": "context", "elements": [status]}]
+    return text, note_blocks(text)
+
+
+def legacy_note(text: str) -> tuple[str, list[dict[str, object]]]:
+    """A note carried over from schema 3, which stored its words: shown as they were."""
+    return text, note_blocks(text)
+
+
+def _words(event: AuditEvent, ctx: NoteContext) -> str:
+    after = event.after or {}
+    before = event.before or {}
+    actor = mention(event.actor)
+    day = long_date(event.at.astimezone(ctx.tz).date())
+    action = event.action
+    if action == "case.claimed":
+        assignee = str(after.get("assignee", ""))
+        return (
+            f"{actor} claimed the case."
+            if assignee == event.actor
+            else f"{actor} assigned the case to {mention(assignee)}."
+        )
+    if action == "case.type_changed":
+        labels = [str(k) for k in _list(after, "labels")] or [str(after.get("kind", ""))]
+        words = f"{actor} set the type to {kind_label(labels[0])}" + "".join(
+            f" + {kind_label(x)}" for x in labels[1:]
+        )
+        if "due_date" in after:
+            words += f". Due date now {long_date(_date(after['due_date']))}"
+        return words + "."
+    if action == "case.identity_recorded":
+        if after.get("identity_status") == "not_needed":
+            words = f"{actor} recorded that identity verification is not needed."
+        else:
+            method = IDENTITY_METHODS.get(
+                str(after.get("identity_method")), str(after.get("identity_method"))
+            )
+            words = f"{actor} verified the requester's identity: {method}."
+        return f"{words} {_sentence(ctx.text)}" if ctx.text else words
+    if action == "case.extended":
+        due = _date(after["due_date"])
+        notify_by = _date(after.get("notify_by") or before.get("due_date") or after["due_date"])
+        case = ctx.case
+        notice = extension_notice(
+            ref=case.ref,
+            requester_name=case.requester_name,
+            received=case.received_date,
+            due=due,
+            reason=ctx.text,
+            language=case.language,
+        )
+        return (
+            f"{actor} extended the deadline to {long_date(due)}: {escape_mrkdwn(ctx.text)}\n"
+            f"The requester must be told by {long_date(notify_by)}. Notice to send:\n"
+            f">>> {escape_mrkdwn(notice)}"
+        )
+    if action == "case.waiting":
+        what = WAITING_LABELS.get(str(after.get("waiting_for")), "an answer")
+        clock = (
+            "the legal clock is paused until they answer"
+            if after.get("clock_paused")
+            else "the legal clock keeps running"
+        )
+        words = f"{actor} is waiting for the requester since {day}: {what} ({clock})."
+        return f"{words} {_sentence(ctx.text)}" if ctx.text else words
+    if action == "case.wait_ended":
+        waited = int(str(after.get("waited_days", 0)))
+        words = (
+            f"The requester answered on {day}: no longer waiting"
+            if after.get("by_requester")
+            else f"{actor} ended the wait for the requester on {day}"
+        )
+        words += f" ({_plural(waited, 'day')} waited"
+        if after.get("clock_paused") and "due_date" in after:
+            return words + f"; the clock was paused: due date now {long_date(_date(after['due_date']))})."
+        return words + ")."
+    if action == "case.replied":
+        return _reply_words(actor, ctx.outbound)
+    if action == "case.resolved":
+        outcome = str(after.get("outcome"))
+        timing = "on time" if after.get("resolved_on_time") else "late"
+        was_due = long_date(_date(after.get("due_date") or ctx.case.due_date.isoformat()))
+        words = (
+            f"{actor} resolved the case: {OUTCOME_LABELS.get(outcome, outcome)}, {timing} (due {was_due})."
+        )
+        if ctx.text:
+            words += f" {_sentence(ctx.text)}"
+        recipients = [str(r) for r in _list(after, "recipients_informed")]
+        if recipients:
+            words += f" Recipients informed: {escape_mrkdwn(', '.join(recipients))}."
+        if outcome.startswith("refused"):
+            words += (
+                " The requester must be told the reasons and that they may complain to the data protection "
+                "authority and seek a judicial remedy (art. 12(4))."
+            )
+        return words
+    if action == "case.reopened":
+        return (
+            f"{actor} reopened the case: {escape_mrkdwn(ctx.text)}"
+            if ctx.text
+            else f"{actor} reopened the case."
+        )
+    if action == "case.split_from":
+        received = long_date(_date(after["received_date"]))
+        return (
+            f"{actor} split this case off {after['from_ref']}: the follow-up of {received} asks for "
+            f"{kind_label(ctx.case.kind)}. Received {received}, due {long_date(_date(after['due_date']))}."
+        )
+    if action == "case.split":
+        return (
+            f"{actor} split {after['into_ref']} off this case for {kind_label(str(after['kind']))} (the follow-up of "
+            f"{long_date(_date(after['received_date']))}; due {long_date(_date(after['due_date']))})."
+        )
+    if action == "case.checklist":
+        changes = ", ".join(
+            " ".join(str(w) for w in change) for change in _list(after, "changes") if isinstance(change, list)
+        )
+        return f"{actor} {changes} ({after.get('done')}/{after.get('total')} done)."
+    if action == "email.wait_not_ended":
+        why = (
+            "our mail server says its sender may be forged"
+            if after.get("reason") == "sender_check"
+            else escape_mrkdwn(str(after.get("detail", "")))
+        )
+        return f":warning: An email from the requester's address came in, but it did not end the wait: {why}."
+    if action == "reply.failed":
+        return (
+            ":warning: The reply to the requester could not be delivered: "
+            f"{escape_mrkdwn(str(after.get('error', 'refused')))}. Check the address and answer another way."
+        )
+    return f"{actor}: {escape_mrkdwn(action)}."
+
+
+def _reply_words(actor: str, outbound: OutboundEmail | None) -> str:
+    if outbound is None:
+        return f"{actor} replied to the requester by email."
+    body = outbound.body
+    quoted = escape_mrkdwn(body if len(body) <= QUOTE_LIMIT else body[:QUOTE_LIMIT] + "…")
+    return f"{actor} replied to the requester by email:\n>>> {quoted}"
+
+
+def _sending_status(outbound: OutboundEmail | None) -> str:
+    """Where the email stands: the thread says "sent" only once the mail server accepted it."""
+    if outbound is None or outbound.failed_at is not None:
+        reason = escape_mrkdwn(outbound.last_error) if outbound and outbound.last_error else "refused"
+        return f":x: Not delivered ({reason})."
+    if outbound.sent_at is not None:
+        return ":white_check_mark: Sent: the mail server accepted it."
+    return ":outbox_tray: Waiting to be sent…"

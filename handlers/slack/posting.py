@@ -1,0 +1,271 @@
+"""Delivering the outbox's Slack rows: roots, thread replies, checklists, notes, and their updates.
+
+Each message is rendered from the database when it is sent, so it shows the state of that moment.
+A post whose earlier attempt was "started" but never saved its ts (the process died between Slack
+storing the message and the bot recording it) is first looked up in Slack — the channel history
+for a root carrying the case's `privacy_case` metadata, the thread for a reply carrying the same
+metadata — and posted only if none is found. Failures are translated for the outbox worker:
+Slack unreachable or refusing every message → `Unavailable`; this message malformed → a plain
+fallback, else `Refused`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from core.clock import Clock, system_clock
+from core.errors import Refused
+from handlers.cases.deadlines import Calendar
+from handlers.slack.api import BAD_MESSAGE, GONE, SLACK_FAILURES, as_delivery_error, error_code
+from handlers.slack.blocks import (
+    ROOT_EVENT_TYPE,
+    RootContext,
+    case_metadata,
+    case_root_blocks,
+    case_root_text,
+    checklist_message,
+    checklist_metadata,
+    email_metadata,
+    email_reply,
+    escape_mrkdwn,
+    note_metadata,
+)
+from handlers.slack.notes import NoteContext, legacy_note, note_message
+from storage.models import Case, OutboxRow
+from storage.outbox import Delivered
+from storage.store import Store, Tx
+
+__all__ = ["SlackSender"]
+
+logger = logging.getLogger(__name__)
+
+Message = tuple[str, list[dict[str, object]], dict[str, object]]  # text, blocks, metadata
+
+
+class SlackSender:
+    """Sends the outbox's Slack rows to the staff channel."""
+
+    destination = "slack"
+    kinds = frozenset(
+        {"root", "root_update", "email_reply", "checklist", "checklist_update", "note", "note_update"}
+    )
+
+    def __init__(
+        self,
+        store: Store,
+        client: AsyncWebClient,
+        *,
+        channel: str,
+        calendar: Calendar,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.channel = channel
+        self.calendar = calendar
+        self.clock = clock
+        self._render: dict[str, Callable[[OutboxRow, Case], Any]] = {
+            "root": self._root,
+            "root_update": self._root,
+            "email_reply": self._email,
+            "checklist": self._checklist,
+            "checklist_update": self._checklist,
+            "note": self._note,
+            "note_update": self._note,
+        }
+
+    async def send(self, row: OutboxRow) -> Delivered:
+        """Post or update the row's message; raises `Unavailable` or `Refused`."""
+        assert row.case_id is not None
+        case = await self.store.cases.get(row.case_id)
+        if case is None:
+            raise Refused("the case no longer exists")
+        try:
+            message = await self._render[row.kind](row, case)
+            if row.kind.endswith("_update"):
+                return await self._update(row, case, message)
+            return await self._post(row, case, message)
+        except SLACK_FAILURES as e:
+            raise as_delivery_error(e) from None
+
+    async def sent(self, tx: Tx, row: OutboxRow, delivered: Delivered) -> None:
+        """Nothing follows from a Slack message being posted."""
+
+    async def refused(self, tx: Tx, row: OutboxRow, reason: str) -> None:
+        """A Slack message refused for good is logged (telling staff would need Slack too)."""
+        logger.error("outbox row %d (%s): Slack refused it for good: %s", row.id, row.kind, reason)
+
+    # --- posting and updating --------------------------------------------------------------------
+    async def _post(self, row: OutboxRow, case: Case, message: Message) -> Delivered:
+        text, blocks, metadata = message
+        thread_ts = row.parent_ts if row.kind != "root" else None
+        channel = (row.parent_channel or self.channel) if thread_ts else self.channel
+        if row.started_at is not None:  # an earlier attempt may have reached Slack
+            found = await (self._find_root(case, row.started_at) if thread_ts is None else
+                           self._find_reply(channel, thread_ts, metadata))  # fmt: skip
+            if found is not None:
+                logger.info(
+                    "case %s: %s found in Slack after a restart", case.ref, row.kind.replace("_", " ")
+                )
+                return Delivered(found, channel)
+        kwargs: dict[str, Any] = {
+            "channel": channel,
+            "text": text,
+            "metadata": metadata,
+            "unfurl_links": False,
+            "unfurl_media": False,
+        }
+        if thread_ts:
+            kwargs["thread_ts"] = thread_ts
+        try:
+            resp = await self.client.chat_postMessage(blocks=blocks, **kwargs)
+        except SlackApiError as e:
+            if error_code(e) not in BAD_MESSAGE:
+                raise
+            logger.error(
+                "case %s: Slack refused a %s (%s); posting a plain one", case.ref, row.kind, error_code(e)
+            )
+            resp = await self.client.chat_postMessage(blocks=_fallback_blocks(row, case, text), **kwargs)
+        if row.kind == "root":
+            logger.info("case %s posted to Slack", case.ref)
+        return Delivered(str(resp["ts"]), str(resp.get("channel") or channel))
+
+    async def _update(self, row: OutboxRow, case: Case, message: Message) -> Delivered:
+        text, blocks, metadata = message
+        assert row.parent_ts is not None
+        try:
+            await self.client.chat_update(
+                channel=row.parent_channel or self.channel,
+                ts=row.parent_ts,
+                text=text,
+                blocks=blocks,
+                metadata=metadata,
+            )
+        except SlackApiError as e:
+            if error_code(e) in GONE:
+                logger.warning(
+                    "case %s: a %s can no longer be updated (%s)", case.ref, row.kind, error_code(e)
+                )
+            elif error_code(e) in BAD_MESSAGE:
+                raise Refused(f"Slack refused the update ({error_code(e)})") from None
+            else:
+                raise
+        return Delivered(row.parent_ts, row.parent_channel)
+
+    async def _find_root(self, case: Case, started_at: datetime) -> str | None:
+        """The ts of a root already carrying this case's metadata, searched from an hour before the
+        first attempt (a margin for clock skew; Slack keeps `metadata` out of history unless asked
+        to include it)."""
+        oldest = (started_at - timedelta(hours=1)).timestamp()
+        cursor = None
+        for _ in range(20):  # at most 20 pages of 200
+            resp = await self.client.conversations_history(
+                channel=self.channel,
+                oldest=f"{oldest:.6f}",
+                limit=200,
+                include_all_metadata=True,
+                cursor=cursor,
+            )
+            for msg in resp.get("messages") or []:
+                md = msg.get("metadata") or {}
+                if (
+                    md.get("event_type") == ROOT_EVENT_TYPE
+                    and (md.get("event_payload") or {}).get("case_ref") == case.ref
+                ):
+                    return str(msg["ts"])
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+            if not resp.get("has_more") or not cursor:
+                return None
+        return None
+
+    async def _find_reply(self, channel: str, thread_ts: str, metadata: dict[str, object]) -> str | None:
+        """The ts of a reply in the thread that carries exactly this metadata, if any."""
+        cursor = None
+        for _ in range(20):
+            resp = await self.client.conversations_replies(
+                channel=channel, ts=thread_ts, limit=200, include_all_metadata=True, cursor=cursor
+            )
+            for msg in resp.get("messages") or []:
+                md = msg.get("metadata") or {}
+                if (
+                    md.get("event_type") == metadata["event_type"]
+                    and md.get("event_payload") == metadata["event_payload"]
+                ):
+                    return str(msg["ts"])
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+            if not resp.get("has_more") or not cursor:
+                return None
+        return None
+
+    # --- rendering -----------------------------------------------------------------------------------
+    @property
+    def _today(self) -> Any:
+        return self.calendar.local_date(self.clock())
+
+    async def _root(self, row: OutboxRow, case: Case) -> Message:
+        items = await self.store.cases.checklist(case.id)
+        links = tuple(
+            ("Split off" if other.id == case.split_from_case_id else "Split into", other.ref)
+            for other in await self.store.cases.linked(case)
+        )
+        context = RootContext(
+            checklist_done=sum(1 for i in items if i.done), checklist_total=len(items), links=links
+        )
+        today = self._today
+        blocks = case_root_blocks(case, today=today, tz=self.calendar.tz, context=context)
+        return case_root_text(case, today=today), blocks, case_metadata(case)
+
+    async def _email(self, row: OutboxRow, case: Case) -> Message:
+        assert row.email_id is not None
+        email = await self.store.mail.get(row.email_id)
+        if email is None:
+            raise Refused("the email no longer exists")
+        text, blocks = email_reply(
+            email, case, tz=self.calendar.tz, opening=email.message_id == case.message_id
+        )
+        return text, blocks, email_metadata(case, email)
+
+    async def _checklist(self, row: OutboxRow, case: Case) -> Message:
+        text, blocks = checklist_message(case, await self.store.cases.checklist(case.id))
+        return text, blocks, checklist_metadata(case)
+
+    async def _note(self, row: OutboxRow, case: Case) -> Message:
+        note = row if row.kind == "note" else await self.store.outbox.get(row.parent_id or 0)
+        assert note is not None
+        if note.text_id is not None:
+            text, blocks = legacy_note(await self.store.cases.text(note.text_id))
+        else:
+            event = await self.store.audit.get(note.event_id or 0)
+            if event is None:
+                raise Refused("the event of this note no longer exists")
+            outbound = await self.store.mail.outbound(event.outbound_id) if event.outbound_id else None
+            context = NoteContext(case=case, tz=self.calendar.tz, text=await self.store.cases.text(event.text_id),
+                                  outbound=outbound)  # fmt: skip
+            text, blocks = note_message(event, context)
+        return text, blocks, note_metadata(case, note.id)
+
+
+def _fallback_blocks(row: OutboxRow, case: Case, text: str) -> list[dict[str, object]]:
+    """A plain message when Slack refused the rendered one (it must not stay unposted)."""
+    if row.kind == "root":
+        line = f"{case.ref} · {case.kind} · {case.status} · due {case.due_date.isoformat()}"
+        return [
+            {"type": "section", "text": {"type": "mrkdwn", "verbatim": True, "text": escape_mrkdwn(line)}}
+        ]
+    return [
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "verbatim": True,
+                "text": text[:2900]
+                + "\n_The message could not be shown here in full; it is stored with the case._",
+            },
+        }
+    ]

@@ -1,0 +1,207 @@
+"""The SQLite file: created private, migrated, and reached through two connections.
+
+- the **writer**: one `aiosqlite` connection (its own thread, so no sqlite call blocks the event
+  loop); an `asyncio.Lock` keeps transactions of different tasks from interleaving on it;
+- the **reader**: a second, read-only connection for long reads (reports, digests, listings), so
+  they never wait for — or hold up — a Slack listener's transaction (WAL lets readers and the
+  writer work at once).
+
+Both are wrapped in a `Session`: `one`, `all` and `run` for one statement each. Instants are stored
+as ISO-8601 UTC strings, calendar dates as `YYYY-MM-DD`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from core.errors import StorageError
+from storage.migrations import LATEST, apply_migrations
+
+__all__ = ["Database", "Session", "dumps", "iso", "json_tuple", "parse_date", "parse_instant"]
+
+logger = logging.getLogger(__name__)
+
+
+def iso(instant: datetime) -> str:
+    """An aware instant as an ISO-8601 UTC string (the storage format)."""
+    if instant.tzinfo is None:
+        raise ValueError("instant must be timezone-aware")
+    return instant.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def parse_instant(value: str | None) -> datetime | None:
+    """The inverse of `iso` (None stays None)."""
+    return datetime.fromisoformat(value) if value else None
+
+
+def parse_date(value: str | None) -> date | None:
+    """A stored calendar date (None stays None)."""
+    return date.fromisoformat(value) if value else None
+
+
+def json_tuple(value: str | None) -> tuple[Any, ...]:
+    """A stored JSON list as a tuple."""
+    return tuple(json.loads(value)) if value else ()
+
+
+def dumps(value: object) -> str:
+    """Compact JSON for a column (lists are stored as JSON arrays)."""
+    if isinstance(value, tuple):
+        value = list(value)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class Session:
+    """Statements on one connection. With a lock, each statement takes it (for use outside a
+    transaction); without, the caller already holds it (inside `Database.transaction`)."""
+
+    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock | None = None) -> None:
+        self._conn = conn
+        self._lock = lock
+
+    @asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        if self._lock is None:
+            yield
+        else:
+            async with self._lock:
+                yield
+
+    async def one(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Row | None:
+        """The first row of a query, or None."""
+        async with self._locked(), self._conn.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def all(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        """Every row of a query."""
+        async with self._locked(), self._conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def run(self, sql: str, params: Sequence[object] = ()) -> tuple[int, int]:
+        """Execute one statement; returns (rows changed, id of the last inserted row)."""
+        async with self._locked(), self._conn.execute(sql, params) as cur:
+            return cur.rowcount, int(cur.lastrowid or 0)
+
+
+class Database:
+    """`db = await Database.open(path)`: the file created with mode 0600 and migrated."""
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._lock = asyncio.Lock()
+        self._read_lock = asyncio.Lock()
+        #: one statement at a time on the writer, outside transactions
+        self.session = Session(writer, self._lock)
+        #: the read-only connection, one statement at a time
+        self.reader = Session(reader, self._read_lock)
+
+    @classmethod
+    async def open(cls, path: Path | str) -> Database:
+        """Open (creating with mode 0600) and migrate the database at `path`.
+
+        Raises `StorageError` when the file cannot be created or used (a folder that is a file,
+        no permission, a database written by a newer program).
+        """
+        path = Path(path)
+        try:
+            await asyncio.to_thread(_prepare_file, path)
+            version = await asyncio.to_thread(apply_migrations, path)
+        except sqlite3.DatabaseError as e:
+            raise StorageError(f"cannot use the database file: {e}") from None
+        if version:
+            logger.info("database migrated to schema version %d", version)
+        writer = await _connect(path, readonly=False)
+        try:
+            reader = await _connect(path, readonly=True)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(path, writer, reader)
+
+    async def close(self) -> None:
+        """Close both connections (waits for the statement in progress)."""
+        try:
+            await self._reader.close()
+        finally:
+            await self._writer.close()
+
+    @property
+    async def schema_version(self) -> int:
+        """The applied migration number."""
+        row = await self.session.one("PRAGMA user_version")
+        return int(row[0]) if row else 0
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Session]:
+        """One atomic change: commits when the block ends, rolls back if it raises."""
+        async with self._lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield Session(self._writer)
+            except BaseException:
+                await self._writer.rollback()
+                raise
+            await self._writer.commit()
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Session]:
+        """Several reads that see one consistent state, on the read-only connection."""
+        async with self._read_lock:
+            await self._reader.execute("BEGIN")
+            try:
+                yield Session(self._reader)
+            finally:
+                await self._reader.rollback()
+
+
+def _prepare_file(path: Path) -> None:
+    """Create the file with mode 0600 (and its folder); tighten a too-open file or leftovers."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError as e:
+        raise StorageError(
+            f"cannot create the database file {path}: {e.strerror or type(e).__name__}"
+        ) from None
+    os.close(fd)
+    # SQLite gives -wal/-shm files the main file's mode, but leftovers keep their own
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))):
+        if file.exists() and file.stat().st_mode & 0o077:
+            logger.warning("%s had mode %o; tightening to 600", file.name, file.stat().st_mode & 0o777)
+            os.chmod(file, 0o600)
+
+
+async def _connect(path: Path, *, readonly: bool) -> aiosqlite.Connection:
+    if readonly:
+        conn = await aiosqlite.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    else:
+        conn = await aiosqlite.connect(path, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    try:
+        if readonly:
+            await conn.execute("PRAGMA query_only = ON")
+        else:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = FULL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute("PRAGMA busy_timeout = 10000")
+        row = await (await conn.execute("PRAGMA user_version")).fetchone()
+        if row is None or int(row[0]) != LATEST:
+            raise StorageError("the database schema changed while it was being opened")
+    except BaseException:
+        await conn.close()
+        raise
+    return conn

@@ -1,0 +1,506 @@
+"""Schema version 4: one outbox, personal data apart, the indexes reminders and reports need.
+
+- **Personal data apart from case facts and from the audit trail**, so retention can erase it
+  without touching what reports count: `case_personal` (who asked, about what, the classifier's
+  quotes of their words), `email_contents` (everything an email says), `outbound_contents` (what
+  we wrote), `free_texts` (reasons and notes typed by staff). `cases`, `emails` and
+  `outbound_emails` keep ids, kinds, dates, statuses and enums.
+- **Audit events hold ids, enums and dates only**, and point to the free text they concern
+  (`text_id`) or the email (`email_id`, `outbound_id`). The reasons and notes that schema 3 wrote
+  into `after` move to `free_texts`.
+- **One outbox** for everything the bot sends on its own initiative: root posts and updates,
+  thread replies showing emails, checklists, notes, emails. A row says what, for which case,
+  its attempt state and what came of it (a Slack ts, an accepted Message-ID). Notes are rendered
+  from the audit event they record when they are posted. Schema 3's Slack columns on `cases` and
+  `emails`, its `thread_notes` and the sending state of `outbound_emails` become outbox rows.
+- **Scheduled jobs** record each run (`job_runs`), so a daily job runs once a day across restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from storage.migrations import begin
+
+SCHEMA = """
+CREATE TABLE free_texts (
+    id          INTEGER PRIMARY KEY,
+    case_id     INTEGER NOT NULL REFERENCES cases (id),
+    purpose     TEXT    NOT NULL,                 -- extension_reason, outcome_note, identity_note, ...
+    body        TEXT    NOT NULL,
+    created_at  TEXT    NOT NULL
+);
+CREATE INDEX free_texts_case ON free_texts (case_id);
+
+CREATE TABLE cases_v4 (
+    id                    INTEGER PRIMARY KEY,
+    ref                   TEXT    NOT NULL UNIQUE,
+    kind                  TEXT    NOT NULL,
+    labels                TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(labels)),
+    confidence            REAL    NOT NULL DEFAULT 0,
+    needs_review          INTEGER NOT NULL DEFAULT 0,
+    language              TEXT    NOT NULL DEFAULT 'und',
+    status                TEXT    NOT NULL DEFAULT 'new'
+                          CHECK (status IN ('new', 'in_progress', 'awaiting_requester', 'extended', 'resolved')),
+    message_id            TEXT    NOT NULL,
+    received_at           TEXT    NOT NULL,
+    received_date         TEXT    NOT NULL,
+    due_date              TEXT    NOT NULL,
+    unreadable            INTEGER NOT NULL DEFAULT 0,
+    assignee              TEXT    NOT NULL DEFAULT '',
+    identity_status       TEXT    NOT NULL DEFAULT 'unverified'
+                          CHECK (identity_status IN ('unverified', 'verified', 'not_needed')),
+    identity_method       TEXT    NOT NULL DEFAULT '',
+    identity_by           TEXT    NOT NULL DEFAULT '',
+    identity_at           TEXT,
+    sender_check          TEXT    NOT NULL DEFAULT 'unknown' CHECK (sender_check IN ('pass', 'fail', 'unknown')),
+    sender_check_detail   TEXT    NOT NULL DEFAULT '',
+    extended_at           TEXT,
+    extension_text_id     INTEGER REFERENCES free_texts (id),
+    waiting_since         TEXT,
+    waiting_for           TEXT    NOT NULL DEFAULT '',
+    status_before_wait    TEXT,
+    paused_days           INTEGER NOT NULL DEFAULT 0,
+    outcome               TEXT,
+    outcome_text_id       INTEGER REFERENCES free_texts (id),
+    recipients_informed   TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(recipients_informed)),
+    resolved_on_time      INTEGER,
+    split_from_case_id    INTEGER REFERENCES cases (id),
+    version               INTEGER NOT NULL DEFAULT 1,
+    created_at            TEXT    NOT NULL,
+    updated_at            TEXT    NOT NULL,
+    closed_at             TEXT,
+    erased_at             TEXT                    -- retention erased its personal data
+);
+
+CREATE TABLE case_personal (
+    case_id          INTEGER PRIMARY KEY REFERENCES cases (id),
+    requester_email  TEXT NOT NULL DEFAULT '',
+    requester_name   TEXT NOT NULL DEFAULT '',
+    subject          TEXT NOT NULL DEFAULT '',
+    reasons          TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(reasons))
+);
+
+CREATE TABLE emails_v4 (
+    id                     INTEGER PRIMARY KEY,
+    message_id             TEXT    NOT NULL UNIQUE,
+    synthetic_id           INTEGER NOT NULL DEFAULT 0,
+    case_id                INTEGER REFERENCES cases (id),
+    disposition            TEXT    NOT NULL
+                           CHECK (disposition IN ('opened_case', 'follow_up', 'automated', 'historical')),
+    folder                 TEXT,
+    uidvalidity            INTEGER,
+    uid                    INTEGER,
+    received_at            TEXT    NOT NULL,
+    sent_at                TEXT,
+    in_reply_to            TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(in_reply_to)),
+    references_ids         TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(references_ids)),
+    kind                   TEXT    NOT NULL,
+    labels                 TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(labels)),
+    confidence             REAL    NOT NULL DEFAULT 0,
+    language               TEXT    NOT NULL DEFAULT 'und',
+    automated              INTEGER NOT NULL DEFAULT 0,
+    problems               TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(problems)),
+    unreadable             INTEGER NOT NULL DEFAULT 0,
+    html_only              INTEGER NOT NULL DEFAULT 0,
+    attachment_count       INTEGER NOT NULL DEFAULT 0,
+    size                   INTEGER NOT NULL DEFAULT 0,
+    sender_check           TEXT    NOT NULL DEFAULT 'unknown' CHECK (sender_check IN ('pass', 'fail', 'unknown')),
+    sender_check_detail    TEXT    NOT NULL DEFAULT '',
+    split_case_id          INTEGER REFERENCES cases (id),
+    created_at             TEXT    NOT NULL
+);
+
+CREATE TABLE email_contents (
+    email_id        INTEGER PRIMARY KEY REFERENCES emails (id),
+    from_name       TEXT NOT NULL DEFAULT '',
+    from_addr       TEXT NOT NULL DEFAULT '',
+    reply_to        TEXT NOT NULL DEFAULT '',
+    to_addrs        TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(to_addrs)),
+    cc_addrs        TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(cc_addrs)),
+    subject         TEXT NOT NULL DEFAULT '',
+    headers         TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(headers)),
+    body_text       TEXT NOT NULL DEFAULT '',
+    new_text        TEXT NOT NULL DEFAULT '',
+    quoted_text     TEXT NOT NULL DEFAULT '',
+    signature       TEXT NOT NULL DEFAULT '',
+    attachments     TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(attachments)),
+    reasons         TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(reasons)),
+    raw             BLOB                          -- the message without attachment content
+);
+
+CREATE TABLE outbound_emails_v4 (
+    id               INTEGER PRIMARY KEY,
+    case_id          INTEGER NOT NULL REFERENCES cases (id),
+    message_id       TEXT    NOT NULL UNIQUE,
+    purpose          TEXT    NOT NULL DEFAULT 'reply',
+    language         TEXT    NOT NULL DEFAULT 'und',
+    in_reply_to      TEXT    NOT NULL DEFAULT '',
+    references_ids   TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(references_ids)),
+    author           TEXT    NOT NULL,
+    created_at       TEXT    NOT NULL
+);
+
+CREATE TABLE outbound_contents (
+    outbound_id  INTEGER PRIMARY KEY REFERENCES outbound_emails (id),
+    to_addr      TEXT NOT NULL,                    -- the addr-spec, exactly as the requester wrote it
+    subject      TEXT NOT NULL,
+    body         TEXT NOT NULL
+);
+
+CREATE TABLE audit_events_v4 (
+    id           INTEGER PRIMARY KEY,
+    case_id      INTEGER REFERENCES cases (id),
+    at           TEXT    NOT NULL,
+    actor        TEXT    NOT NULL,                 -- Slack user id, or "system"
+    action       TEXT    NOT NULL,
+    before       TEXT    CHECK (before IS NULL OR json_valid(before)),
+    after        TEXT    CHECK (after IS NULL OR json_valid(after)),
+    text_id      INTEGER REFERENCES free_texts (id),
+    email_id     INTEGER REFERENCES emails (id),
+    outbound_id  INTEGER REFERENCES outbound_emails (id)
+);
+
+CREATE TABLE outbox (
+    id           INTEGER PRIMARY KEY,
+    kind         TEXT    NOT NULL CHECK (kind IN ('root', 'root_update', 'email_reply', 'checklist',
+                          'checklist_update', 'note', 'note_update', 'email')),
+    case_id      INTEGER REFERENCES cases (id),
+    parent_id    INTEGER REFERENCES outbox (id),   -- the message a reply goes under, or an update changes
+    email_id     INTEGER REFERENCES emails (id),
+    event_id     INTEGER REFERENCES audit_events (id),
+    outbound_id  INTEGER REFERENCES outbound_emails (id),
+    text_id      INTEGER REFERENCES free_texts (id),  -- a note carried over from schema 3
+    created_at   TEXT    NOT NULL,
+    not_before   TEXT,                             -- per-message backoff
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    started_at   TEXT,                             -- an attempt began: look before posting again
+    done_at      TEXT,
+    failed_at    TEXT,
+    last_error   TEXT    NOT NULL DEFAULT '',
+    channel      TEXT,
+    result       TEXT                              -- the Slack ts, or the Message-ID accepted
+);
+CREATE INDEX outbox_pending ON outbox (id) WHERE done_at IS NULL AND failed_at IS NULL;
+CREATE INDEX outbox_case ON outbox (case_id, kind);
+CREATE INDEX outbox_parent ON outbox (parent_id);
+CREATE UNIQUE INDEX outbox_one_root ON outbox (case_id) WHERE kind = 'root';
+CREATE UNIQUE INDEX outbox_one_checklist ON outbox (case_id) WHERE kind = 'checklist';
+CREATE UNIQUE INDEX outbox_one_email_reply ON outbox (email_id) WHERE kind = 'email_reply';
+CREATE UNIQUE INDEX outbox_one_note ON outbox (event_id) WHERE kind = 'note';
+CREATE UNIQUE INDEX outbox_one_email ON outbox (outbound_id) WHERE kind = 'email';
+-- at most one update waiting per message: a new change while one waits needs no second one
+CREATE UNIQUE INDEX outbox_one_waiting_update ON outbox (parent_id)
+    WHERE kind IN ('root_update', 'checklist_update', 'note_update')
+    AND done_at IS NULL AND failed_at IS NULL AND started_at IS NULL;
+
+CREATE TABLE job_runs (
+    job        TEXT NOT NULL,
+    run_key    TEXT NOT NULL,                      -- e.g. the local date of a daily job
+    done_at    TEXT NOT NULL,
+    PRIMARY KEY (job, run_key)
+);
+"""
+
+INDEXES = """
+CREATE INDEX cases_open_due ON cases (due_date) WHERE status != 'resolved';
+CREATE INDEX cases_open_assignee ON cases (assignee, due_date) WHERE status != 'resolved';
+CREATE INDEX cases_received ON cases (received_date);
+CREATE INDEX cases_closed ON cases (closed_at) WHERE closed_at IS NOT NULL;
+CREATE INDEX cases_split_from ON cases (split_from_case_id) WHERE split_from_case_id IS NOT NULL;
+CREATE INDEX cases_message_id ON cases (message_id);
+CREATE INDEX emails_case ON emails (case_id);
+CREATE INDEX emails_uid ON emails (folder, uidvalidity, uid);
+CREATE INDEX outbound_emails_case ON outbound_emails (case_id);
+CREATE INDEX audit_case ON audit_events (case_id, id);
+CREATE INDEX audit_action_at ON audit_events (action, at);
+CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+BEGIN
+    SELECT RAISE(ABORT, 'audit_events is append-only');
+END;
+CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+BEGIN
+    SELECT RAISE(ABORT, 'audit_events is append-only');
+END;
+"""
+
+#: Fields of schema 3's audit `after`/`before` that held free text, and the purpose it gets.
+_AUDIT_TEXTS = {"extension_reason": "extension_reason", "outcome_note": "outcome_note"}
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Carry a schema 3 database over to schema 4 (see the module docstring)."""
+    begin(conn, SCHEMA)
+    conn.row_factory = sqlite3.Row
+    try:
+        texts = _Texts(conn)
+        _cases(conn, texts)
+        _emails(conn)
+        _outbound(conn)
+        events = _audit(conn, texts)
+        _outbox(conn, texts, events)  # reads schema 3's Slack columns, so before the rebuild
+        _replace_tables(conn)
+        _run_each(conn, INDEXES)  # executescript would commit the migration's transaction
+    finally:
+        conn.row_factory = None
+
+
+class _Texts:
+    """Inserts free texts and remembers them by (case, purpose, body)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.known: dict[tuple[int, str, str], int] = {}
+
+    def add(self, case_id: int, purpose: str, body: str, at: str) -> int:
+        key = (case_id, purpose, body)
+        if key not in self.known:
+            cur = self.conn.execute(
+                "INSERT INTO free_texts (case_id, purpose, body, created_at) VALUES (?, ?, ?, ?)",
+                (case_id, purpose, body, at),
+            )
+            self.known[key] = int(cur.lastrowid or 0)
+        return self.known[key]
+
+
+def _cases(conn: sqlite3.Connection, texts: _Texts) -> None:
+    for c in conn.execute("SELECT * FROM cases ORDER BY id").fetchall():
+        extension = (
+            texts.add(c["id"], "extension_reason", c["extension_reason"], c["extended_at"] or c["updated_at"])
+            if c["extension_reason"]
+            else None
+        )
+        outcome = (
+            texts.add(c["id"], "outcome_note", c["outcome_note"], c["closed_at"] or c["updated_at"])
+            if c["outcome_note"]
+            else None
+        )
+        conn.execute(
+            "INSERT INTO cases_v4 (id, ref, kind, labels, confidence, needs_review, language, status, message_id, "
+            "received_at, received_date, due_date, unreadable, assignee, identity_status, identity_method, "
+            "identity_by, identity_at, sender_check, sender_check_detail, extended_at, extension_text_id, "
+            "waiting_since, waiting_for, status_before_wait, paused_days, outcome, outcome_text_id, "
+            "recipients_informed, resolved_on_time, split_from_case_id, version, created_at, updated_at, closed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "?, ?, ?)",
+            (
+                c["id"], c["ref"], c["kind"], c["labels"], c["confidence"], c["needs_review"], c["language"],
+                c["status"], c["message_id"], c["received_at"], c["received_date"], c["due_date"],
+                c["unreadable"], c["assignee"], c["identity_status"], c["identity_method"], c["identity_by"],
+                c["identity_at"], c["sender_check"], c["sender_check_detail"], c["extended_at"], extension,
+                c["waiting_since"], c["waiting_for"], c["status_before_wait"], c["paused_days"], c["outcome"],
+                outcome, c["recipients_informed"], c["resolved_on_time"], c["split_from_case_id"], c["version"],
+                c["created_at"], c["updated_at"], c["closed_at"],
+            ),
+        )  # fmt: skip
+        conn.execute(
+            "INSERT INTO case_personal (case_id, requester_email, requester_name, subject, reasons) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (c["id"], c["requester_email"], c["requester_name"], c["subject"], c["reasons"]),
+        )
+
+
+def _emails(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "INSERT INTO emails_v4 (id, message_id, synthetic_id, case_id, disposition, folder, uidvalidity, uid, "
+        "received_at, sent_at, in_reply_to, references_ids, kind, labels, confidence, language, automated, problems, "
+        "unreadable, html_only, attachment_count, size, split_case_id, created_at) "
+        "SELECT id, message_id, synthetic_id, case_id, disposition, folder, uidvalidity, uid, received_at, sent_at, "
+        "in_reply_to, references_ids, kind, labels, confidence, language, automated, problems, unreadable, html_only, "
+        "json_array_length(attachments), size, split_case_id, created_at FROM emails"
+    )
+    # the sender check was made for the email that opened a case; schema 3 kept it on the case
+    conn.execute(
+        "UPDATE emails_v4 SET (sender_check, sender_check_detail) = "
+        "(SELECT c.sender_check, c.sender_check_detail FROM cases c WHERE c.id = emails_v4.case_id) "
+        "WHERE disposition = 'opened_case' AND EXISTS (SELECT 1 FROM cases c WHERE c.id = emails_v4.case_id)"
+    )
+    conn.execute(
+        "INSERT INTO email_contents (email_id, from_name, from_addr, reply_to, to_addrs, cc_addrs, subject, headers, "
+        "body_text, new_text, quoted_text, signature, attachments, reasons, raw) "
+        "SELECT id, from_name, from_addr, reply_to, to_addrs, cc_addrs, subject, headers, body_text, new_text, "
+        "quoted_text, signature, attachments, reasons, raw FROM emails"
+    )
+
+
+def _outbound(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "INSERT INTO outbound_emails_v4 (id, case_id, message_id, language, in_reply_to, references_ids, author, "
+        "created_at) SELECT id, case_id, message_id, language, in_reply_to, references_ids, author, created_at "
+        "FROM outbound_emails"
+    )
+    conn.execute(
+        "INSERT INTO outbound_contents (outbound_id, to_addr, subject, body) "
+        "SELECT id, to_addr, subject, body FROM outbound_emails"
+    )
+
+
+def _audit(conn: sqlite3.Connection, texts: _Texts) -> dict[int, int]:
+    """Copy the audit trail without free text; returns {schema 3 note id: audit event id} for the
+    thread notes that were written in the same transaction as an event."""
+    for e in conn.execute("SELECT * FROM audit_events ORDER BY id").fetchall():
+        before = json.loads(e["before"]) if e["before"] else None
+        after = json.loads(e["after"]) if e["after"] else None
+        text_id = None
+        for side in (before, after):
+            for field, purpose in _AUDIT_TEXTS.items():
+                if side is None or field not in side:
+                    continue
+                value = side.pop(field)
+                if side is after and isinstance(value, str) and value and e["case_id"] is not None:
+                    text_id = texts.add(e["case_id"], purpose, value, e["at"])
+        if e["note"] and e["action"] == "case.replied":
+            after = {**(after or {}), "characters": _leading_number(e["note"])}
+        conn.execute(
+            "INSERT INTO audit_events_v4 (id, case_id, at, actor, action, before, after, text_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                e["id"],
+                e["case_id"],
+                e["at"],
+                e["actor"],
+                e["action"],
+                json.dumps(before, ensure_ascii=False, separators=(",", ":")) if before is not None else None,
+                json.dumps(after, ensure_ascii=False, separators=(",", ":")) if after is not None else None,
+                text_id,
+            ),
+        )
+    # a schema 3 reply event is followed, in its transaction, by its outbound email
+    conn.execute(
+        "UPDATE audit_events_v4 SET outbound_id = (SELECT o.id FROM outbound_emails o "
+        "WHERE o.case_id = audit_events_v4.case_id AND o.created_at = audit_events_v4.at ORDER BY o.id LIMIT 1) "
+        "WHERE action = 'case.replied'"
+    )
+    # the email a follow-up or machine-message event is about (written in the same transaction)
+    conn.execute(
+        "UPDATE audit_events_v4 SET email_id = (SELECT m.id FROM emails m WHERE m.case_id = audit_events_v4.case_id "
+        "AND m.created_at = audit_events_v4.at ORDER BY m.id DESC LIMIT 1) "
+        "WHERE action IN ('case.opened', 'email.follow_up', 'email.automated')"
+    )
+    events: dict[int, int] = {}
+    notes = conn.execute("SELECT id, case_id, created_at FROM thread_notes ORDER BY id").fetchall()
+    used: set[int] = set()
+    for n in notes:
+        row = conn.execute(
+            "SELECT id FROM audit_events WHERE case_id = ? AND at = ? AND action NOT IN "
+            "('case.opened', 'email.follow_up', 'email.automated') ORDER BY id",
+            (n["case_id"], n["created_at"]),
+        ).fetchall()
+        match = next((r["id"] for r in row if r["id"] not in used), None)
+        if match is not None:
+            used.add(match)
+            events[n["id"]] = match
+    return events
+
+
+def _leading_number(text: str) -> int:
+    digits = text.split(" ", 1)[0]
+    return int(digits) if digits.isdigit() else 0
+
+
+def _replace_tables(conn: sqlite3.Connection) -> None:
+    for table in ("cases", "emails", "outbound_emails", "audit_events"):
+        conn.execute(f"DROP TABLE {table}")
+        conn.execute(f"ALTER TABLE {table}_v4 RENAME TO {table}")
+    conn.execute("DROP TABLE thread_notes")
+
+
+class _Outbox:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def add(
+        self,
+        kind: str,
+        *,
+        created_at: str,
+        done: str | None = None,
+        failed: str | None = None,
+        **fields: object,
+    ) -> int:
+        fields = {k: v for k, v in fields.items() if v is not None}
+        fields.update(kind=kind, created_at=created_at, done_at=done, failed_at=failed)
+        if (done or failed) and "attempts" not in fields:
+            fields["attempts"] = 1
+        cols = ", ".join(fields)
+        marks = ", ".join("?" * len(fields))
+        cur = self.conn.execute(f"INSERT INTO outbox ({cols}) VALUES ({marks})", tuple(fields.values()))
+        return int(cur.lastrowid or 0)
+
+
+def _outbox(conn: sqlite3.Connection, texts: _Texts, events: dict[int, int]) -> None:
+    """Schema 3's Slack and sending state as outbox rows: what was done stays done (with its ts,
+    for retention to find it), what was under way keeps its "started" mark (so a restart looks in
+    Slack before posting again), what was waiting waits in the outbox."""
+    box = _Outbox(conn)
+    roots: dict[int, int] = {}
+    channels: dict[int, str | None] = {}
+    with_items = {r[0] for r in conn.execute("SELECT DISTINCT case_id FROM checklist_items")}
+    for c in conn.execute("SELECT * FROM cases ORDER BY id").fetchall():
+        posted = c["slack_root_ts"] is not None
+        channels[c["id"]] = c["slack_channel"]
+        roots[c["id"]] = root = box.add(
+            "root",
+            case_id=c["id"],
+            created_at=c["created_at"],
+            done=c["updated_at"] if posted else None,
+            started_at=c["root_post_started_at"],
+            channel=c["slack_channel"],
+            result=c["slack_root_ts"],
+        )
+        if posted and c["rendered_version"] < c["version"]:
+            box.add("root_update", case_id=c["id"], parent_id=root, created_at=c["updated_at"])
+        if c["id"] in with_items:
+            checklist_posted = c["checklist_ts"] is not None
+            checklist = box.add(
+                "checklist",
+                case_id=c["id"],
+                parent_id=root,
+                created_at=c["created_at"],
+                done=c["updated_at"] if checklist_posted else None,
+                started_at=c["checklist_post_started_at"],
+                channel=c["slack_channel"] if checklist_posted else None,
+                result=c["checklist_ts"],
+            )
+            if checklist_posted and c["checklist_rendered_version"] < c["checklist_version"]:
+                box.add("checklist_update", case_id=c["id"], parent_id=checklist, created_at=c["updated_at"])
+    later: list[tuple[str, int, str, dict[str, object]]] = []
+    for m in conn.execute("SELECT * FROM emails WHERE case_id IS NOT NULL ORDER BY id").fetchall():
+        later.append((m["created_at"], 0, "email_reply", {
+            "case_id": m["case_id"], "parent_id": roots.get(m["case_id"]), "email_id": m["id"],
+            "done": m["created_at"] if m["slack_ts"] else None, "started_at": m["slack_post_started_at"],
+            "result": m["slack_ts"], "channel": channels.get(m["case_id"]) if m["slack_ts"] else None,
+        }))  # fmt: skip
+    for n in conn.execute("SELECT * FROM thread_notes ORDER BY id").fetchall():
+        later.append((n["created_at"], 1, "note", {
+            "case_id": n["case_id"], "parent_id": roots.get(n["case_id"]), "event_id": events.get(n["id"]),
+            "text_id": texts.add(n["case_id"], "thread_note", n["text"], n["created_at"]),
+            "done": n["created_at"] if n["slack_ts"] else None, "started_at": n["post_started_at"],
+            "result": n["slack_ts"], "channel": channels.get(n["case_id"]) if n["slack_ts"] else None,
+        }))  # fmt: skip
+    for o in conn.execute("SELECT * FROM outbound_emails ORDER BY id").fetchall():
+        later.append((o["created_at"], 2, "email", {
+            "case_id": o["case_id"], "outbound_id": o["id"], "done": o["sent_at"], "failed": o["failed_at"],
+            "started_at": o["send_started_at"], "attempts": o["attempts"], "last_error": o["last_error"],
+            "result": o["message_id"] if o["sent_at"] else None,
+        }))  # fmt: skip
+    for created_at, _, kind, fields in sorted(later, key=lambda x: (x[0], x[1])):
+        box.add(kind, created_at=created_at, **fields)  # type: ignore[arg-type]
+
+
+def _run_each(conn: sqlite3.Connection, script: str) -> None:
+    for statement in _statements(script):
+        conn.execute(statement)
+
+
+def _statements(script: str) -> list[str]:
+    out: list[str] = []
+    current: list[str] = []
+    for line in script.splitlines():
+        current.append(line)
+        text = "\n".join(current).strip()
+        if text and sqlite3.complete_statement(text):
+            out.append(text)
+            current = []
+    return out

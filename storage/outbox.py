@@ -1,0 +1,243 @@
+"""The outbox: everything the bot sends on its own initiative, as rows worked by one loop.
+
+A row says what to send (`kind`), for which case, what it refers to (the email it shows, the audit
+event a note records, the email to send), and where its delivery stands: attempts, the next
+attempt's earliest time (per-message backoff), "started" (so a restart looks in Slack before
+posting again), done with its result (a Slack ts, an accepted Message-ID), or failed for good.
+
+Thread replies and updates name their `parent`: the row of the message they go under or change.
+They wait until the parent is in Slack. At most one update per message waits at a time: a change
+while one waits is already covered by it (it renders the state of the moment it is sent).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from core.clock import Clock
+from storage.db import Session, iso, parse_instant
+from storage.models import OutboxRow
+
+__all__ = ["KINDS", "POSTS", "UPDATES", "Delivered", "Outbox"]
+
+#: Messages posted in Slack (each once: a crash while posting is checked in Slack before a retry).
+POSTS = ("root", "email_reply", "checklist", "note")
+#: Changes to a message already in Slack (re-rendered from the database when sent).
+UPDATES = ("root_update", "checklist_update", "note_update")
+KINDS = (*POSTS, *UPDATES, "email")
+
+_PRIORITY = (
+    "CASE o.kind WHEN 'root' THEN 0 WHEN 'root_update' THEN 2 WHEN 'checklist_update' THEN 2 "
+    "WHEN 'note_update' THEN 2 ELSE 1 END"
+)
+_SELECT = (
+    "SELECT o.*, p.result AS parent_ts, p.channel AS parent_channel FROM outbox o "
+    "LEFT JOIN outbox p ON p.id = o.parent_id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """What came of a delivered row: the Slack ts (and channel), or the Message-ID accepted."""
+
+    result: str | None
+    channel: str | None = None
+
+
+def _row(row: sqlite3.Row) -> OutboxRow:
+    return OutboxRow(
+        id=row["id"],
+        kind=row["kind"],
+        case_id=row["case_id"],
+        parent_id=row["parent_id"],
+        email_id=row["email_id"],
+        event_id=row["event_id"],
+        outbound_id=row["outbound_id"],
+        text_id=row["text_id"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        not_before=parse_instant(row["not_before"]),
+        attempts=row["attempts"],
+        started_at=parse_instant(row["started_at"]),
+        done_at=parse_instant(row["done_at"]),
+        failed_at=parse_instant(row["failed_at"]),
+        last_error=row["last_error"],
+        channel=row["channel"],
+        result=row["result"],
+        parent_ts=row["parent_ts"],
+        parent_channel=row["parent_channel"],
+    )
+
+
+class Outbox:
+    """The outbox on one session."""
+
+    def __init__(self, db: Session, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    # --- queueing ------------------------------------------------------------------------------------
+    async def _add(self, kind: str, **refs: int | None) -> int | None:
+        """Queue a row; None when an equivalent one is already there (an update waiting, say)."""
+        refs = {k: v for k, v in refs.items() if v is not None}
+        cols = ", ".join(["kind", "created_at", *refs])
+        marks = ", ".join("?" * (len(refs) + 2))
+        changed, row_id = await self._db.run(
+            f"INSERT OR IGNORE INTO outbox ({cols}) VALUES ({marks})",
+            (kind, iso(self._clock()), *refs.values()),
+        )
+        return row_id if changed else None
+
+    async def _of(self, kind: str, case_id: int) -> int | None:
+        row = await self._db.one("SELECT id FROM outbox WHERE kind = ? AND case_id = ?", (kind, case_id))
+        return int(row[0]) if row else None
+
+    async def post_root(self, case_id: int) -> int:
+        """Queue the root message of a new case."""
+        row_id = await self._add("root", case_id=case_id)
+        return row_id or await self._root(case_id)
+
+    async def _root(self, case_id: int) -> int:
+        root = await self._of("root", case_id)
+        if root is None:
+            raise LookupError(f"case {case_id} has no root message in the outbox")
+        return root
+
+    async def update_root(self, case_id: int) -> None:
+        """Queue a re-rendering of the case's root (it shows something that changed)."""
+        await self._add("root_update", case_id=case_id, parent_id=await self._root(case_id))
+
+    async def show_email(self, case_id: int, email_id: int) -> None:
+        """Queue the thread reply that shows an email of the case."""
+        await self._add(
+            "email_reply", case_id=case_id, parent_id=await self._root(case_id), email_id=email_id
+        )
+
+    async def post_checklist(self, case_id: int) -> None:
+        """Queue the case's checklist message, or an update of it when it is already queued."""
+        checklist = await self._of("checklist", case_id)
+        if checklist is None:
+            await self._add("checklist", case_id=case_id, parent_id=await self._root(case_id))
+        else:
+            await self._add("checklist_update", case_id=case_id, parent_id=checklist)
+
+    async def post_note(self, case_id: int, event_id: int) -> int:
+        """Queue the thread note that records an audit event."""
+        row_id = await self._add(
+            "note", case_id=case_id, parent_id=await self._root(case_id), event_id=event_id
+        )
+        if row_id is None:
+            row = await self._db.one(
+                "SELECT id FROM outbox WHERE kind = 'note' AND event_id = ?", (event_id,)
+            )
+            assert row is not None
+            row_id = int(row[0])
+        return row_id
+
+    async def update_note(self, event_id: int) -> None:
+        """Queue a re-rendering of the note that records an event (its status changed)."""
+        row = await self._db.one(
+            "SELECT id, case_id FROM outbox WHERE kind = 'note' AND event_id = ?", (event_id,)
+        )
+        if row is not None:
+            await self._add("note_update", case_id=row["case_id"], parent_id=row["id"])
+
+    async def update_open_roots(self) -> int:
+        """Queue a re-rendering of the root of every open case that is in Slack (once a day, for
+        the days left); returns how many were queued."""
+        changed, _ = await self._db.run(
+            "INSERT OR IGNORE INTO outbox (kind, case_id, parent_id, created_at) "
+            "SELECT 'root_update', r.case_id, r.id, ? FROM outbox r JOIN cases c ON c.id = r.case_id "
+            "WHERE r.kind = 'root' AND r.done_at IS NOT NULL AND c.status != 'resolved' ORDER BY r.case_id",
+            (iso(self._clock()),),
+        )
+        return changed
+
+    async def send_email(self, case_id: int, outbound_id: int) -> None:
+        """Queue an email to the requester."""
+        await self._add("email", case_id=case_id, outbound_id=outbound_id)
+
+    # --- working ---------------------------------------------------------------------------------------
+    async def due(self, *, now: datetime, kinds: Sequence[str] = KINDS, limit: int = 50) -> list[OutboxRow]:
+        """Rows of `kinds` to try now, roots first, updates last, otherwise oldest first: neither
+        done nor failed, past their backoff, and whose parent (if any) is in Slack."""
+        rows = await self._db.all(
+            f"{_SELECT} WHERE o.done_at IS NULL AND o.failed_at IS NULL "
+            f"AND o.kind IN ({','.join('?' * len(kinds))}) "
+            "AND (o.not_before IS NULL OR o.not_before <= ?) "
+            "AND (o.parent_id IS NULL OR p.done_at IS NOT NULL) "
+            f"ORDER BY {_PRIORITY}, o.id LIMIT ?",
+            (*kinds, iso(now), limit),
+        )
+        return [_row(r) for r in rows]
+
+    async def orphans(self, *, limit: int = 50) -> list[OutboxRow]:
+        """Waiting rows whose parent failed for good (they can never be sent)."""
+        rows = await self._db.all(
+            f"{_SELECT} WHERE o.done_at IS NULL AND o.failed_at IS NULL AND p.failed_at IS NOT NULL "
+            "ORDER BY o.id LIMIT ?",
+            (limit,),
+        )
+        return [_row(r) for r in rows]
+
+    async def next_attempt_at(self) -> datetime | None:
+        """The earliest time a row held back by its backoff may be tried again."""
+        row = await self._db.one(
+            "SELECT MIN(not_before) FROM outbox WHERE done_at IS NULL AND failed_at IS NULL AND not_before IS NOT NULL"
+        )
+        return parse_instant(row[0]) if row else None
+
+    async def mark_started(self, row_id: int, *, at: datetime) -> None:
+        """An attempt begins (a restart then looks in Slack before posting again)."""
+        await self._db.run(
+            "UPDATE outbox SET started_at = COALESCE(started_at, ?), attempts = attempts + 1 WHERE id = ?",
+            (iso(at), row_id),
+        )
+
+    async def mark_done(self, row_id: int, *, result: str | None, channel: str | None = None) -> None:
+        """Delivered: `result` is what came of it (the Slack ts, the accepted Message-ID)."""
+        await self._db.run(
+            "UPDATE outbox SET done_at = ?, result = ?, channel = COALESCE(?, channel), last_error = '' WHERE id = ?",
+            (iso(self._clock()), result, channel, row_id),
+        )
+
+    async def retry_later(self, row_id: int, *, not_before: datetime, error: str) -> None:
+        """Turned away for now: try again from `not_before`."""
+        await self._db.run(
+            "UPDATE outbox SET not_before = ?, last_error = ? WHERE id = ?", (iso(not_before), error, row_id)
+        )
+
+    async def mark_failed(self, row_id: int, *, error: str) -> None:
+        """Refused for good: never tried again."""
+        await self._db.run(
+            "UPDATE outbox SET failed_at = ?, last_error = ? WHERE id = ?",
+            (iso(self._clock()), error, row_id),
+        )
+
+    # --- reading -------------------------------------------------------------------------------------------
+    async def get(self, row_id: int) -> OutboxRow | None:
+        """One row."""
+        row = await self._db.one(f"{_SELECT} WHERE o.id = ?", (row_id,))
+        return _row(row) if row else None
+
+    async def of_case(self, case_id: int) -> list[OutboxRow]:
+        """Every row about a case, oldest first."""
+        rows = await self._db.all(f"{_SELECT} WHERE o.case_id = ? ORDER BY o.id", (case_id,))
+        return [_row(r) for r in rows]
+
+    async def message(self, kind: str, case_id: int) -> OutboxRow | None:
+        """The case's root or checklist row."""
+        row = await self._db.one(f"{_SELECT} WHERE o.kind = ? AND o.case_id = ?", (kind, case_id))
+        return _row(row) if row else None
+
+    async def note_of(self, event_id: int) -> OutboxRow | None:
+        """The note row that records an audit event."""
+        row = await self._db.one(f"{_SELECT} WHERE o.kind = 'note' AND o.event_id = ?", (event_id,))
+        return _row(row) if row else None
+
+    async def waiting(self) -> int:
+        """How many rows are neither done nor failed."""
+        row = await self._db.one("SELECT COUNT(*) FROM outbox WHERE done_at IS NULL AND failed_at IS NULL")
+        return int(row[0]) if row else 0
