@@ -95,6 +95,20 @@ class _RepeatFilter(logging.Filter):
         return True
 
 
+class _LibraryTracebacks(logging.Filter):
+    """A library's exception is logged as one line naming its type: its traceback says nothing an
+    operator can act on, and its message may hold a request's data."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.name.startswith(_QUIET_LIBRARIES):
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()} [{type(error).__name__}]"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
@@ -107,6 +121,7 @@ def _configure_logging(level: str) -> None:
     repeats = _RepeatFilter()
     for handler in logging.getLogger().handlers:
         handler.addFilter(repeats)
+        handler.addFilter(_LibraryTracebacks())
 
 
 def _run(environ: dict[str, str], http_port: int | None) -> int:

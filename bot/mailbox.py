@@ -88,6 +88,7 @@ class MailboxWatcher:
         self.connected = threading.Event()
         self.idling = threading.Event()
         self.taken_in = 0
+        self.idle_renewals = 0  # IDLE commands ended because they were due for renewal
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -271,7 +272,10 @@ class MailboxWatcher:
             self.idling.set()
             started = time.monotonic()
             try:
-                while not self._stop.is_set() and time.monotonic() - started < renew:
+                while not self._stop.is_set():
+                    if time.monotonic() - started >= renew:
+                        self.idle_renewals += 1
+                        break
                     t0 = time.monotonic()
                     responses = client.idle_check(timeout=IDLE_CHECK_SECONDS)
                     if any(_is_news(r) for r in responses):

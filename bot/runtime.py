@@ -114,8 +114,11 @@ async def run(
             logger.info("stopping")
         finally:
             stop.set()
+            connection, *working = loops
+            for idle in (connection, warm):  # nothing to finish: a connection attempt, a lookup
+                idle.cancel()
             await watcher.stop()
-            await _finish([*loops, warm])
+            await _finish([*working, connection, warm])
     logger.info("stopped")
     return status
 

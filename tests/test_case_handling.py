@@ -618,3 +618,71 @@ async def test_recorded_slack_payloads_reach_the_listeners(desk: Harness) -> Non
     await desk.send(submission)
     case = await desk.case(ref)
     assert (case.identity_status, case.identity_method) == ("verified", "known_contact")
+
+
+async def test_a_forged_answer_from_the_requesters_address_does_not_end_the_wait(desk: Harness) -> None:
+    ref = await desk.deliver(ACCESS_AND_ERASURE)
+    assert ref is not None
+    view = await desk.open_modal(ref, "case.wait", user=ALICE)
+    await desk.submit(view, user=ALICE, values={"waiting_for": "identity"})
+    case = await desk.case(ref)
+    forged = email(
+        f"Re: [{ref}] My data",
+        "Here is my ID, please send everything now.",
+        authentication_results=f"{AUTHSERV}; spf=fail smtp.mailfrom=example.org; dkim=none; dmarc=fail",
+    )
+    assert await desk.deliver(forged) == ref  # taken in on the case...
+    after = await desk.case(ref)
+    assert (
+        after.status == "awaiting_requester" and after.waiting_since == case.waiting_since
+    )  # ...not an answer
+    shown = desk.thread(ref)[-2:]
+    assert "this sender may be forged" in rendered(shown[0])
+    assert "did not end the wait" in desk.notes(ref)[-1] and "forged" in desk.notes(ref)[-1]
+    trail = await desk.store.audit.trail(case.id)
+    assert [e.action for e in trail][-2:] == ["email.follow_up", "email.wait_not_ended"]
+
+
+async def test_the_bot_itself_is_not_staff(desk: Harness) -> None:
+    from tests.support.slack_standin import BOT_USER
+
+    ref = await desk.deliver(ACCESS_AND_ERASURE)
+    assert ref is not None
+    await desk.click(ref, "case.claim", user=BOT_USER)  # it is a member of the channel, not staff
+    assert "Only the privacy team" in json.dumps(desk.slack.responses[-1])
+    await desk.click(ref, "case.assign", user=ALICE, selected={"selected_user": BOT_USER})
+    assert "only be assigned to members" in json.dumps(desk.slack.responses[-1])
+    assert (await desk.case(ref)).assignee == ""
+
+
+async def test_audit_events_and_case_facts_hold_no_personal_data(desk: Harness) -> None:
+    """After a lifecycle with typed notes and a reason, the facts and the audit name nobody."""
+    ref = await desk.deliver(ACCESS_AND_ERASURE)
+    assert ref is not None
+    view = await desk.open_modal(ref, "case.verify", user=ALICE)
+    await desk.submit(view, user=ALICE, values={"method": "id_document", "note": "passport of Ana seen"})
+    view = await desk.open_modal(ref, "case.extend", user=ALICE)
+    await desk.submit(view, user=ALICE, values={"reason": "archive search for Ana Lopez"})
+    view = await desk.open_modal(ref, "case.resolve", user=ALICE)
+    await desk.submit(
+        view,
+        user=ALICE,
+        values={
+            "outcome": "fulfilled",
+            "note": "sent Ana her data",
+            "recipients": ["No recipients to inform"],
+        },
+    )
+    personal = ("Ana", "Lopez", "ana.lopez@example.org", "passport", "archive search", "My data")
+    import sqlite3
+
+    with sqlite3.connect(desk.store.path) as conn:
+        for table in ("cases", "audit_events", "outbox", "emails", "checklist_items"):
+            text = repr(conn.execute(f"SELECT * FROM {table}").fetchall())
+            for word in personal:
+                assert word not in text, f"{word!r} in {table}"
+        texts = [r[0] for r in conn.execute("SELECT body FROM free_texts ORDER BY id")]
+    assert texts == ["passport of Ana seen", "archive search for Ana Lopez", "sent Ana her data"]
+    notes = desk.notes(ref)  # the notes still say it all, rendered from the events and texts
+    assert "passport of Ana seen" in notes[0] and "archive search for Ana Lopez" in notes[1]
+    assert "sent Ana her data" in notes[2]

@@ -290,3 +290,46 @@ async def test_http_mode_serves_slack_requests_with_signature_verification(
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def test_a_stop_while_slack_cannot_be_reached_exits_0_at_once(
+    product: Product, env: dict[str, str], tmp_path: Path
+) -> None:
+    closed = free_port()  # nothing listens there: every Slack call fails and is retried
+    product.env = {**env, "SLACK_API_URL": f"http://127.0.0.1:{closed}/api/"}
+    product.start()
+    await wait_until(lambda: "privacy desk running" in product.log.read_text(errors="replace"), 30)
+    await asyncio.sleep(1)  # Slack calls are now waiting out their retries
+    started = time.monotonic()
+    product.signal(signal.SIGTERM)
+    assert await product.wait(30) == 0
+    assert time.monotonic() - started < 10
+    log = product.log.read_text(errors="replace")
+    assert "Traceback" not in log and "TimeoutError" not in log
+    assert "stopped" in log
+
+
+@pytest.mark.parametrize(
+    ("args", "changes", "named"),
+    [
+        (["run", "--http", "70000"], {}, "--http"),
+        (["run"], {"DATABASE_PATH": "{tmp}/a-file/privacy-desk.sqlite3"}, "DATABASE_PATH"),
+        (["deadline", "9999-12-31T23:59:59Z"], {}, "RECEIVED_AT"),
+    ],
+)
+async def test_bad_input_on_the_command_line_is_a_message_not_a_traceback(
+    env: dict[str, str], tmp_path: Path, args: list[str], changes: dict[str, str], named: str
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    run_env = {**env, **{k: v.format(tmp=tmp_path) for k, v in changes.items()}}
+    out = subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env=run_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr
+    assert named in out.stderr
+    assert "Traceback" not in out.stderr

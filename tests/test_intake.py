@@ -222,3 +222,50 @@ async def test_every_wild_email_yields_a_case_or_a_recorded_machine_message(inbo
     assert actions["opened_case"] == len(await inbox.cases.select())
     cursor = await inbox.cursors.get("INBOX")
     assert cursor is not None and cursor.last_uid == 768
+
+
+async def test_the_stored_raw_message_keeps_no_attachment_content(inbox: Store) -> None:
+    m = EmailMessage()
+    m["From"] = "Ana Lopez <ana@example.org>"
+    m["To"] = "privacy@imal.example"
+    m["Subject"] = "My data"
+    m["Message-ID"] = "<with-passport@example.org>"
+    m.set_content("Please send me my data. My passport is attached.")
+    m.add_attachment(b"PASSPORT-SCAN-" * 2000, maintype="image", subtype="jpeg", filename="passport.jpg")
+    out = await take_in(inbox, message(m.as_bytes(), 1), calendar=CALENDAR)
+    case = await inbox.cases.by_ref(out.case_ref or "")
+    assert case is not None
+    [stored] = await inbox.mail.of_case(case.id)
+    assert [a["filename"] for a in stored.attachments] == ["passport.jpg"]  # listed, as the thread says
+    raw = await inbox.mail.raw(stored.id)
+    assert raw is not None and b"My passport is attached" in raw
+    assert b"PASSPORT-SCAN" not in raw and b"UEFTU1BPUlQ" not in raw  # nor its base64
+    assert b"content not stored" in raw
+    assert b"PASSPORT-SCAN" not in inbox.path.read_bytes()
+
+
+async def test_a_refused_transition_during_intake_is_taken_in_and_flagged(inbox: Store) -> None:
+    """An answer that meets a state where the wait cannot end (here: a case marked waiting with no
+    start, as a damaged database might hold) is stored on its case and flagged for staff, and
+    intake goes on; a business refusal is never taken for a database outage."""
+    from core.errors import StorageError, TransitionError
+
+    assert not issubclass(TransitionError, StorageError)
+    first = await take_in(inbox, message(fixture("access-short-en.eml"), 1), calendar=CALENDAR)
+    case = await inbox.cases.by_ref(first.case_ref or "")
+    assert case is not None
+    async with inbox.transaction() as tx:
+        await tx.cases.update(case, {"status": "awaiting_requester"})
+    answer = email(
+        "Re: my data", "Here is my ID.", sender="marie.dubois@example.org", in_reply_to=case.message_id
+    )
+    out = await take_in(inbox, message(answer, 2), calendar=CALENDAR)
+    assert (out.action, out.case_ref) == ("follow_up", case.ref)
+    trail = await inbox.audit.trail(case.id)
+    assert trail[-1].action == "email.wait_not_ended" and trail[-1].after is not None
+    assert trail[-1].after["reason"] == "refused"
+    assert any(r.kind == "note" and r.event_id == trail[-1].id for r in await inbox.outbox.of_case(case.id))
+    nxt = await take_in(inbox, message(fixture("erasure-fr-qp.eml"), 3), calendar=CALENDAR)
+    assert nxt.action == "opened_case"
+    cursor = await inbox.cursors.get("INBOX")
+    assert cursor is not None and cursor.last_uid == 3

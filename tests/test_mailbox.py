@@ -19,8 +19,9 @@ from bot.runtime import build_watcher
 from bot.settings import Settings
 from handlers.cases.intake import IntakeOutcome
 from storage.store import Store
-from tests.conftest import FIXTURES, wait_until
+from tests.conftest import CHANNEL, FIXTURES, wait_until
 from tests.support.dovecot import Dovecot, MailUser
+from tests.support.slack_standin import SlackStandIn
 
 
 @pytest.fixture
@@ -255,11 +256,73 @@ async def test_wrong_password_keeps_retrying_without_crashing(
 async def test_idle_is_renewed_and_keeps_delivering(
     settings: Settings, store: Store, mailbox: MailUser
 ) -> None:
-    settings = with_imap(settings, idle_renew_seconds=5)
+    settings = with_imap(settings, idle_renew_seconds=1)  # settings allow 5 s at least; the watcher any
     async with watching(settings, store) as (watcher, outcomes):
         await wait_until(watcher.idling.is_set, 10)
-        await asyncio.sleep(5.5)  # past one renewal: DONE, a sync, IDLE again
+        await wait_until(lambda: watcher.idle_renewals >= 1, 10)  # past one renewal: DONE, a sync, IDLE again
         await wait_until(watcher.idling.is_set, 10)
         await append(mailbox, request_email(1))
         await wait_until(lambda: outcomes, 10)
     assert outcomes[0].action == "opened_case"
+
+
+async def test_a_folder_that_does_not_exist_is_one_outage_retried_with_growing_waits(
+    settings: Settings, store: Store, mailbox: MailUser, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.mailbox")
+    settings = with_imap(settings, folder="No such folder")
+    async with watching(settings, store) as (watcher, outcomes):
+        await wait_until(lambda: watcher.outage.failures >= 3, 10)
+        assert watcher.backoff.attempt >= 3  # login works, but that is no recovery: the waits grow
+        assert not watcher.connected.is_set()
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("unavailable" in m for m in messages) == 1
+    assert not any("available again" in m for m in messages)
+    assert not outcomes
+
+
+async def test_a_refused_transition_is_taken_in_flagged_in_the_thread_and_the_mailbox_goes_on(
+    settings: Settings, store: Store, mailbox: MailUser, slack: SlackStandIn
+) -> None:
+    """A follow-up meeting a state that refuses the change it asks for is stored on its case and
+    flagged in the thread; the watcher takes the next message in as usual."""
+    from bot.app import build_client
+    from bot.outbox import OutboxWorker
+    from handlers.slack.posting import SlackSender
+
+    worker = OutboxWorker(
+        store,
+        [SlackSender(store, build_client(settings), channel=CHANNEL, calendar=settings.calendar)],
+        idle_interval=0.05,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        async with watching(settings, store) as (_, outcomes):
+            first = request_email(1, message_id="<first@example.org>")
+            await append(mailbox, first)
+            await wait_until(lambda: outcomes, 10)
+            case = await store.cases.by_ref(outcomes[0].case_ref or "")
+            assert case is not None
+            async with store.transaction() as tx:  # waiting, but since when is lost (a damaged record)
+                await tx.cases.update(case, {"status": "awaiting_requester"})
+            answer = EmailMessage()
+            answer["From"] = "Person 1 <person1@example.org>"
+            answer["To"] = "privacy@imal.example"
+            answer["Subject"] = "Re: Please delete my data (1)"
+            answer["In-Reply-To"] = "<first@example.org>"
+            answer["Message-ID"] = "<answer@example.org>"
+            answer.set_content("Here is my ID.")
+            await append(mailbox, answer.as_bytes())
+            await append(mailbox, request_email(2))
+            await wait_until(lambda: len(outcomes) == 3, 15)
+        assert [o.action for o in outcomes] == ["opened_case", "follow_up", "opened_case"]
+        assert outcomes[1].case_ref == case.ref
+        await wait_until(lambda: any("did not end the wait" in m["text"] for m in slack.messages), 10)
+        root = await store.outbox.message("root", case.id)
+        assert root is not None and any(
+            "did not end the wait" in m["text"] for m in slack.replies(str(root.result))
+        )
+    finally:
+        stop.set()
+        await task

@@ -214,3 +214,27 @@ async def test_a_failed_migration_changes_nothing(v3_file: Path) -> None:
         apply_migrations(v3_file)
     assert v3_rows(v3_file, "PRAGMA user_version")[0][0] == 3
     assert v3_rows(v3_file, "SELECT COUNT(*) FROM thread_notes")[0][0] == 26
+
+
+async def test_attachment_content_stored_by_schema_3_is_removed_once(migrated: tuple[Store, Path]) -> None:
+    from datetime import UTC, datetime
+
+    from handlers.jobs.maintenance import STRIP_ATTACHMENTS
+    from handlers.mail_in.parsing import parse_email
+
+    store, before = migrated
+    with_attachments = [
+        r["id"] for r in v3_rows(before, "SELECT id, attachments FROM emails") if json.loads(r["attachments"])
+    ]
+    assert with_attachments
+    sizes = {i: len(await store.mail.raw(i) or b"") for i in with_attachments}
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    assert await STRIP_ATTACHMENTS.run(store, "schema-4", now) >= 1
+    for email_id in with_attachments:
+        raw = await store.mail.raw(email_id)
+        assert raw is not None and len(raw) < sizes[email_id]
+        again = parse_email(raw)  # still readable: headers and text are kept
+        stored = await store.mail.get(email_id)
+        assert stored is not None and again.new_text.strip() == stored.new_text.strip()
+        assert [a.filename for a in again.attachments] == [a["filename"] for a in stored.attachments]
+    assert await STRIP_ATTACHMENTS.run(store, "schema-4", now) == 0  # once

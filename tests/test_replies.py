@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import email
 import email.policy
+import html
+import json
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from email.utils import make_msgid
 from typing import Any
 
 import pytest
@@ -29,27 +34,38 @@ MAIL_FROM = "privacy@imal.example"
 
 
 class Sink:
-    """An SMTP server in the test process; refuses recipients in `refuse` with 550."""
+    """An SMTP server in the test process: refuses recipients in `refuse` with 550, turns those in
+    `later` away with 451, and (like aiosmtpd by default) offers no SMTPUTF8 unless `utf8`."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, utf8: bool = False) -> None:
         self.messages: list[email.message.EmailMessage] = []
+        self.recipients: list[list[str]] = []  # the envelope recipients of each message, in order
         self.refuse: set[str] = set()
+        self.later: set[str] = set()
+        self.utf8 = utf8
         self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller = self._controller()
+
+    def _controller(self) -> Controller:
+        return Controller(self, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=self.utf8)
 
     def restart(self) -> None:
         """Start again on the same port after `controller.stop()` (a stopped Controller cannot restart)."""
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller = self._controller()
         self.controller.start()
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         if address in self.refuse:
             return "550 5.1.1 No such user"
+        if address in self.later:
+            return "451 4.7.1 Try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        self.recipients.append(list(envelope.rcpt_tos))
+        content = envelope.content if isinstance(envelope.content, bytes) else envelope.content.encode()
+        self.messages.append(email.message_from_bytes(content, policy=email.policy.default))
         return "250 Message accepted"
 
 
@@ -66,8 +82,8 @@ def sink() -> Iterator[Sink]:
 ReplyHarness = Harness
 
 
-@pytest.fixture
-async def desk(settings: Settings, slack: SlackStandIn, store: Store, sink: Sink) -> AsyncIterator[Harness]:
+@contextlib.asynccontextmanager
+async def _desk(settings: Settings, slack: SlackStandIn, store: Store, sink: Sink) -> AsyncIterator[Harness]:
     settings = dataclasses.replace(
         settings, smtp=SmtpSettings(host="127.0.0.1", port=sink.port, tls="none"), mail_from=MAIL_FROM
     )
@@ -96,6 +112,12 @@ async def desk(settings: Settings, slack: SlackStandIn, store: Store, sink: Sink
         stop.set()
         await task
         await handler.close_async()
+
+
+@pytest.fixture
+async def desk(settings: Settings, slack: SlackStandIn, store: Store, sink: Sink) -> AsyncIterator[Harness]:
+    async with _desk(settings, slack, store, sink) as harness:
+        yield harness
 
 
 async def test_a_reply_is_sent_threaded_and_the_answer_comes_back_to_the_case(
@@ -242,3 +264,134 @@ async def test_the_extension_notice_can_be_sent_from_its_note(desk: ReplyHarness
     await desk.submit(modal, user=ALICE, values={"body": body["element"]["initial_value"]})
     await wait_until(lambda: sink.messages, 10)
     assert "extending the time to answer by two months" in sink.messages[0].get_content()
+
+
+def raw_request(
+    sender: str, subject: str = "My data", body: str = "Please send me a copy of my data."
+) -> bytes:
+    """A request whose From header is exactly `sender` (bytes: the stdlib would rewrite it)."""
+    return (
+        f"From: {sender}\r\nTo: {MAIL_FROM}\r\nSubject: {subject}\r\n"
+        f"Message-ID: {make_msgid(domain='example.org')}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        f"{body}\r\n"
+    ).encode()
+
+
+async def reply(desk: Harness, ref: str, body: str = "Hello, we are on it.") -> None:
+    view = await desk.open_modal(ref, "case.reply", user=ALICE)
+    assert await desk.submit(view, user=ALICE, values={"body": body}) == {}
+
+
+async def settled_emails(desk: Harness, count: int) -> list[Any]:
+    """Wait until `count` emails were sent or refused for good; returns every outbox email row."""
+
+    async def rows() -> list[Any]:
+        return [
+            r
+            for c in await desk.store.cases.select()
+            for r in await desk.store.outbox.of_case(c.id)
+            if r.kind == "email"
+        ]
+
+    for _ in range(500):
+        found = await rows()
+        if sum(1 for r in found if r.done_at or r.failed_at) >= count:
+            await desk.settle()
+            return found
+        await asyncio.sleep(0.02)
+    raise AssertionError("the emails did not settle")
+
+
+@pytest.mark.parametrize(
+    ("sender", "mailbox"),
+    [
+        ('"a:b;"@example.org', '"a:b;"@example.org'),
+        ('"a.<b"@example.org', '"a.<b"@example.org'),
+        ("=?utf-8?q?Jan_=40?= <jan@example.be.>", "jan@example.be."),
+        ('"<attacker@evil.example>"@example.org', '"<attacker@evil.example>"@example.org'),
+        ('"attacker@evil.example, jan"@example.be', '"attacker@evil.example, jan"@example.be'),
+    ],
+)
+async def test_an_unusual_address_gets_its_reply_at_exactly_that_mailbox_and_the_rest_still_go(
+    desk: Harness, sink: Sink, sender: str, mailbox: str
+) -> None:
+    odd = await desk.deliver(raw_request(sender))
+    plain = await desk.deliver(raw_request("Ana Lopez <ana.lopez@example.org>"))
+    assert odd is not None and plain is not None
+    case = await desk.case(odd)
+    assert case.requester_email == mailbox  # shown in Slack as it will be used
+    requester = next(
+        f["text"]
+        for b in desk.root(odd)["blocks"]
+        for f in b.get("fields") or []
+        if f["text"].startswith("*Requester*")
+    )
+    assert html.unescape(requester).endswith(f"{mailbox}") or f"({mailbox})" in html.unescape(requester)
+    await reply(desk, odd)
+    await reply(desk, plain)
+    rows = await settled_emails(desk, 2)
+    assert ["ana.lopez@example.org"] in sink.recipients  # the others still go
+    assert all(len(r) == 1 and r[0] in (mailbox, "ana.lopez@example.org") for r in sink.recipients)
+    [odd_row] = [r for r in rows if r.case_id == case.id]
+    if odd_row.done_at:  # delivered: to that mailbox, written as it is in the To header
+        odd_mail = next(m for m, r in zip(sink.messages, sink.recipients, strict=True) if r == [mailbox])
+        assert [a.addr_spec for a in odd_mail["To"].addresses] == [mailbox]
+    else:  # refused by the server (aiosmtpd refuses a domain ending in a dot): alone, and said so
+        assert odd_row.failed_at is not None
+        assert any("could not be delivered" in n for n in desk.notes(odd))
+    assert desk.notes(odd)[0].startswith("<@UALICE01> replied to the requester by email:")
+
+
+async def test_a_reply_turned_away_for_now_waits_alone_and_the_others_go(desk: Harness, sink: Sink) -> None:
+    first = await desk.deliver(raw_request("Ana Lopez <ana.lopez@example.org>"))
+    second = await desk.deliver(raw_request("Jo Peeters <jo.peeters@example.be>"))
+    assert first is not None and second is not None
+    sink.later.add("ana.lopez@example.org")
+    await reply(desk, first)
+    await reply(desk, second)
+    await wait_until(lambda: sink.recipients == [["jo.peeters@example.be"]], 10)
+    [held] = [r for r in await desk.store.outbox.of_case((await desk.case(first)).id) if r.kind == "email"]
+    assert held.done_at is None and held.failed_at is None and "451" in held.last_error
+    assert held.not_before is not None and held.not_before > desk.clock()  # its own backoff
+    assert "Waiting to be sent" in json.dumps(desk.thread(first)[-1]["blocks"])  # not "sent" yet
+    sink.later.clear()
+    desk.clock.now += timedelta(hours=2)  # past the message's backoff (capped at an hour)
+    desk.outbox.notify()
+    await wait_until(lambda: len(sink.recipients) == 2, 10)
+    await desk.settle()
+    note = next(m for m in desk.thread(first) if m["text"].startswith("<@UALICE01> replied"))
+    assert "Sent: the mail server accepted it" in json.dumps(note["blocks"])
+
+
+async def test_an_address_needing_smtputf8_is_refused_visibly_when_the_server_lacks_it(
+    desk: Harness, sink: Sink
+) -> None:
+    assert not sink.utf8
+    utf8 = await desk.deliver(raw_request("José <josé@exämple.de>"))
+    idn = await desk.deliver(raw_request("Jose <jose@exämple.de>"))
+    assert utf8 is not None and idn is not None
+    await reply(desk, utf8)
+    await reply(desk, idn)
+    rows = await settled_emails(desk, 2)
+    failed = [r for r in rows if r.failed_at]
+    assert len(failed) == 1 and "SMTPUTF8" in failed[0].last_error
+    assert any("could not be delivered" in n and "SMTPUTF8" in n for n in desk.notes(utf8))
+    assert sink.recipients == [["jose@xn--exmple-cua.de"]]  # the ASCII form of the domain needs no SMTPUTF8
+    note = next(m for m in desk.thread(utf8) if m["text"].startswith("<@UALICE01> replied"))
+    assert "Not delivered" in json.dumps(note["blocks"])
+
+
+async def test_an_address_needing_smtputf8_is_sent_by_a_server_that_has_it(
+    settings: Settings, slack: SlackStandIn, store: Store
+) -> None:
+    server = Sink(utf8=True)
+    server.controller.start()
+    try:
+        async with _desk(settings, slack, store, server) as desk:
+            ref = await desk.deliver(raw_request("José <josé@exämple.de>"))
+            assert ref is not None
+            await reply(desk, ref)
+            await settled_emails(desk, 1)
+        assert server.recipients == [["josé@xn--exmple-cua.de"]]
+    finally:
+        server.controller.stop()

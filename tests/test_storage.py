@@ -626,3 +626,72 @@ def test_instants_are_stored_as_utc_iso_text() -> None:
     assert parse_instant("") is None
     with pytest.raises(ValueError, match="aware"):
         iso(datetime(2026, 11, 25, 10, 15))
+
+
+# --- two connections, indexes ----------------------------------------------------------------------
+
+
+async def test_a_long_read_on_the_reader_never_blocks_a_change(store: Store) -> None:
+    await new_case_with_email(store, "<m1@example.org>")
+    async with store.snapshot() as reading:  # a report's consistent read stays open...
+        before = await reading.cases.select()
+        await new_case_with_email(store, "<m2@example.org>")  # ...while a listener's change commits
+        assert [c.message_id for c in await reading.cases.select()] == [c.message_id for c in before]
+    assert len(await store.read.cases.select()) == 2  # afterwards the reader sees it
+    with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only"):
+        await store.read.cases.touch(1)
+
+
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        ("SELECT id FROM cases WHERE status != 'resolved' ORDER BY due_date", "cases_open_due"),
+        (
+            "SELECT id FROM cases WHERE status != 'resolved' AND assignee = 'U1' ORDER BY due_date",
+            "cases_open_assignee",
+        ),
+        ("SELECT id FROM cases WHERE received_date BETWEEN '2026-01-01' AND '2026-12-31'", "cases_received"),
+        ("SELECT id FROM cases WHERE closed_at >= '2026-11-01'", "cases_closed"),
+        ("SELECT id FROM cases WHERE split_from_case_id = 3", "cases_split_from"),
+        (
+            "SELECT id FROM audit_events WHERE action = 'case.resolved' AND at >= '2026-11-01'",
+            "audit_action_at",
+        ),
+        ("SELECT id FROM outbox WHERE done_at IS NULL AND failed_at IS NULL ORDER BY id", "outbox_pending"),
+    ],
+)
+async def test_the_queries_of_reminders_digests_and_reports_have_their_index(
+    store: Store, query: str, index: str
+) -> None:
+    with raw_db(store.path) as conn:
+        plan = " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {query}"))
+    assert index in plan, plan
+
+
+async def test_personal_data_can_be_erased_without_touching_facts_or_audit(store: Store) -> None:
+    case = await new_case_with_email(store, "<m1@example.org>")
+    async with store.transaction(now=NOW) as tx:
+        note = await tx.cases.add_text(case.id, "outcome_note", "sent Marie her data")
+        await tx.audit.append(case_id=case.id, actor="UALICE01", action="case.resolved", text_id=note)
+    with raw_db(store.path) as conn:  # what retention will do: the personal rows go, nothing else
+        conn.execute("PRAGMA foreign_keys = ON")
+        for table in ("case_personal", "email_contents", "outbound_contents"):
+            conn.execute(f"DELETE FROM {table}")
+        conn.execute("UPDATE free_texts SET body = ''")
+    erased = await store.cases.get(case.id)
+    assert erased is not None
+    assert (erased.ref, erased.kind, erased.status, erased.due_date) == (
+        case.ref,
+        case.kind,
+        case.status,
+        case.due_date,
+    )
+    assert (erased.requester_email, erased.requester_name, erased.subject) == ("", "", "")
+    [email] = await store.mail.of_case(case.id)
+    assert (email.message_id, email.kind, email.from_addr, email.body_text) == (
+        "<m1@example.org>",
+        "access",
+        "",
+        "",
+    )
+    assert [e.action for e in await store.audit.trail(case.id)] == ["case.resolved"]

@@ -1,0 +1,178 @@
+"""The one outbox loop (bot/outbox.py) against a real store: each message fails alone, a
+destination's outage pauses only that destination, a message turned away for now backs off alone
+(with a cap), and nothing waits forever behind a message that can never be sent.
+
+The senders here are stand-ins for Slack and SMTP that follow the `Sender` contract; the Slack
+and SMTP senders themselves are tested against the Slack stand-in and aiosmtpd elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+
+from bot.backoff import Backoff
+from bot.outbox import MessageBackoff, OutboxWorker
+from core.errors import Refused, TryLater, Unavailable
+from storage.models import OutboxRow
+from storage.outbox import Delivered
+from storage.store import Store, Tx
+from tests.support.factory import NOW, new_case
+
+
+@dataclass
+class FakeSender:
+    """Delivers the rows of `kinds`; `behaviour[row id]` is raised instead, once per attempt."""
+
+    destination: str
+    kinds: frozenset[str]
+    behaviour: dict[int, BaseException] = field(default_factory=dict)
+    down: bool = False
+    sent_rows: list[int] = field(default_factory=list)
+    refusals: list[tuple[int, str]] = field(default_factory=list)
+
+    async def send(self, row: OutboxRow) -> Delivered:
+        if self.down:
+            raise Unavailable(f"{self.destination} down")
+        if row.id in self.behaviour:
+            raise self.behaviour[row.id]
+        self.sent_rows.append(row.id)
+        return Delivered(f"ts-{row.id}", "C0STAFF01")
+
+    async def sent(self, tx: Tx, row: OutboxRow, delivered: Delivered) -> None:
+        pass
+
+    async def refused(self, tx: Tx, row: OutboxRow, reason: str) -> None:
+        self.refusals.append((row.id, reason))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self):  # type: ignore[no-untyped-def]
+        return self.now
+
+
+SLACK = frozenset(
+    {"root", "email_reply", "note", "root_update", "checklist", "checklist_update", "note_update"}
+)
+
+
+async def roots(store: Store, n: int) -> list[int]:
+    ids = []
+    for i in range(n):
+        case = await new_case(store, f"<m{i}@example.org>")
+        root = await store.outbox.message("root", case.id)
+        assert root is not None
+        ids.append(root.id)
+    return ids
+
+
+async def queue_emails(store: Store, n: int) -> list[int]:
+    ids = []
+    for i in range(n):
+        case = await new_case(store, f"<e{i}@example.org>")
+        async with store.transaction(now=NOW) as tx:
+            outbound = await tx.mail.add_outbound(
+                case_id=case.id, message_id=f"<out{i}@imal.example>", to_addr=f"p{i}@example.org", subject="Re",
+                body="Hello", language="en", in_reply_to="", references=[], author="UALICE01",
+            )  # fmt: skip
+            await tx.outbox.send_email(case.id, outbound)
+        ids += [r.id for r in await store.outbox.of_case(case.id) if r.kind == "email"]
+    return ids
+
+
+async def test_a_message_failing_for_a_reason_of_its_own_fails_alone(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids = await roots(store, 3)
+    sender = FakeSender(
+        "slack", SLACK, behaviour={ids[0]: AttributeError("a bug"), ids[1]: Refused("malformed")}
+    )
+    worker = OutboxWorker(store, [sender], clock=Clock())
+    with caplog.at_level(logging.ERROR, logger="bot.outbox"):
+        while await worker.work_once():
+            pass
+    assert sender.sent_rows == [ids[2]]  # the rest go
+    assert [i for i, _ in sender.refusals] == [ids[0], ids[1]]  # each failed alone, and staff are told
+    assert "could not be sent (AttributeError)" in sender.refusals[0][1]
+    failed = [await store.outbox.get(i) for i in ids[:2]]
+    assert all(r is not None and r.failed_at is not None for r in failed)
+    assert "a bug" not in caplog.text  # messages may quote data: the log names the type only
+
+
+async def test_an_outage_of_one_destination_does_not_hold_up_the_other(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    slack_rows = await roots(store, 2)
+    emails = await queue_emails(store, 2)
+    slack = FakeSender("slack", SLACK)
+    smtp = FakeSender("smtp", frozenset({"email"}), down=True)
+    worker = OutboxWorker(store, [slack, smtp], clock=Clock(), destination_backoff=Backoff(base=30, cap=60))
+    caplog.set_level(logging.WARNING, logger="bot.outbox")
+    while await worker.work_once():
+        pass
+    assert set(slack_rows) <= set(slack.sent_rows)  # Slack goes on while SMTP is down
+    assert smtp.sent_rows == [] and worker.destinations["smtp"].paused
+    attempts = [(await store.outbox.get(i)).attempts for i in emails]  # type: ignore[union-attr]
+    assert attempts == [1, 0]  # one attempt found it down; the others wait without hammering it
+    assert await worker.drained()  # nothing that could be sent now is waiting
+    smtp.down = False
+    worker.destinations["smtp"].paused_until = 0.0  # the backoff has passed
+    while await worker.work_once():
+        pass
+    assert smtp.sent_rows == emails
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("SMTP server unavailable" in m for m in messages) == 1
+    assert sum("available again" in m for m in messages) == 1
+
+
+async def test_a_message_turned_away_for_now_backs_off_alone_with_a_cap(store: Store) -> None:
+    emails = await queue_emails(store, 2)
+    clock = Clock()
+    smtp = FakeSender("smtp", frozenset({"email"}), behaviour={emails[0]: TryLater("SMTP 451")})
+    worker = OutboxWorker(store, [smtp], clock=clock, message_backoff=MessageBackoff(base=60, cap=600))
+    waits = []
+    for _ in range(6):
+        while await worker.work_once():
+            pass
+        row = await store.outbox.get(emails[0])
+        assert row is not None and row.not_before is not None and row.done_at is None
+        waits.append((row.not_before - clock.now).total_seconds())
+        clock.now = row.not_before
+    assert smtp.sent_rows == [emails[1]]  # the other one went at once
+    assert waits == [60, 120, 240, 480, 600, 600]
+    del smtp.behaviour[emails[0]]
+    while await worker.work_once():
+        pass
+    assert smtp.sent_rows == [emails[1], emails[0]]
+
+
+async def test_replies_under_a_root_that_can_never_be_posted_fail_instead_of_waiting_forever(
+    store: Store,
+) -> None:
+    case = await new_case(store, "<m1@example.org>")
+    async with store.transaction(now=NOW) as tx:
+        for email in await tx.mail.of_case(case.id):
+            await tx.outbox.show_email(case.id, email.id)
+    [root, reply] = await store.outbox.of_case(case.id)
+    sender = FakeSender("slack", SLACK, behaviour={root.id: Refused("Slack refused it")})
+    worker = OutboxWorker(store, [sender], clock=Clock())
+    while await worker.work_once():
+        pass
+    after = await store.outbox.get(reply.id)
+    assert after is not None and after.failed_at is not None
+    assert "could not be posted" in after.last_error
+
+
+async def test_the_worker_sleeps_until_a_held_back_message_is_due(store: Store) -> None:
+    emails = await queue_emails(store, 1)
+    clock = Clock()
+    await store.outbox.retry_later(emails[0], not_before=clock.now + timedelta(seconds=7), error="SMTP 451")
+    worker = OutboxWorker(store, [FakeSender("smtp", frozenset({"email"}))], clock=clock, idle_interval=60)
+    assert not await worker.work_once()
+    assert 6.9 <= await worker._idle_for() <= 7.0
