@@ -7,30 +7,11 @@ keep the event. Triggers refuse UPDATE and DELETE.
 
 from __future__ import annotations
 
-import json
-import sqlite3
-from datetime import datetime
-
 from core.clock import Clock
 from storage.db import Session, dumps, iso
 from storage.models import AuditEvent
 
 __all__ = ["Audit"]
-
-
-def _event(row: sqlite3.Row) -> AuditEvent:
-    return AuditEvent(
-        id=row["id"],
-        case_id=row["case_id"],
-        at=datetime.fromisoformat(row["at"]),
-        actor=row["actor"],
-        action=row["action"],
-        before=json.loads(row["before"]) if row["before"] else None,
-        after=json.loads(row["after"]) if row["after"] else None,
-        text_id=row["text_id"],
-        email_id=row["email_id"],
-        outbound_id=row["outbound_id"],
-    )
 
 
 class Audit:
@@ -72,17 +53,16 @@ class Audit:
 
     async def get(self, event_id: int) -> AuditEvent | None:
         """One event."""
-        row = await self._db.one("SELECT * FROM audit_events WHERE id = ?", (event_id,))
-        return _event(row) if row else None
+        return await self._db.fetch(AuditEvent, "SELECT * FROM audit_events WHERE id = ?", (event_id,))
 
     async def of_outbound(self, outbound_id: int) -> list[AuditEvent]:
         """The events about an email we wrote, oldest first."""
-        rows = await self._db.all(
-            "SELECT * FROM audit_events WHERE outbound_id = ? ORDER BY id", (outbound_id,)
+        return await self._db.fetch_all(
+            AuditEvent, "SELECT * FROM audit_events WHERE outbound_id = ? ORDER BY id", (outbound_id,)
         )
-        return [_event(r) for r in rows]
 
     async def trail(self, case_id: int) -> list[AuditEvent]:
         """The events of a case, oldest first."""
-        rows = await self._db.all("SELECT * FROM audit_events WHERE case_id = ? ORDER BY id", (case_id,))
-        return [_event(r) for r in rows]
+        return await self._db.fetch_all(
+            AuditEvent, "SELECT * FROM audit_events WHERE case_id = ? ORDER BY id", (case_id,)
+        )

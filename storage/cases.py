@@ -3,13 +3,12 @@ staff typed about them, and their data-system checklists."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 
 from core.clock import Clock
 from core.refs import case_ref
-from storage.db import Session, dumps, iso, json_tuple, parse_instant
+from storage.db import Session, dumps, iso
 from storage.models import Case, ChecklistItem
 
 __all__ = ["CASE_FACTS", "Cases"]
@@ -34,91 +33,21 @@ _SELECT = (
 )
 
 
-def _case(row: sqlite3.Row) -> Case:
-    on_time = row["resolved_on_time"]
-    return Case(
-        id=row["id"],
-        ref=row["ref"],
-        kind=row["kind"],
-        labels=json_tuple(row["labels"]),
-        confidence=row["confidence"],
-        needs_review=bool(row["needs_review"]),
-        language=row["language"],
-        status=row["status"],
-        message_id=row["message_id"],
-        received_at=datetime.fromisoformat(row["received_at"]),
-        received_date=date.fromisoformat(row["received_date"]),
-        due_date=date.fromisoformat(row["due_date"]),
-        unreadable=bool(row["unreadable"]),
-        assignee=row["assignee"],
-        version=row["version"],
-        created_at=datetime.fromisoformat(row["created_at"]),
-        updated_at=datetime.fromisoformat(row["updated_at"]),
-        closed_at=parse_instant(row["closed_at"]),
-        identity_status=row["identity_status"],
-        identity_method=row["identity_method"],
-        identity_by=row["identity_by"],
-        identity_at=parse_instant(row["identity_at"]),
-        sender_check=row["sender_check"],
-        sender_check_detail=row["sender_check_detail"],
-        extended_at=parse_instant(row["extended_at"]),
-        extension_text_id=row["extension_text_id"],
-        waiting_since=parse_instant(row["waiting_since"]),
-        waiting_for=row["waiting_for"],
-        status_before_wait=row["status_before_wait"],
-        paused_days=row["paused_days"],
-        outcome=row["outcome"],
-        outcome_text_id=row["outcome_text_id"],
-        recipients_informed=json_tuple(row["recipients_informed"]),
-        resolved_on_time=None if on_time is None else bool(on_time),
-        split_from_case_id=row["split_from_case_id"],
-        erased_at=parse_instant(row["erased_at"]),
-        requester_email=row["requester_email"] or "",
-        requester_name=row["requester_name"] or "",
-        subject=row["subject"] or "",
-        reasons=json_tuple(row["reasons"]),
-        extension_reason=row["extension_reason"] or "",
-        outcome_note=row["outcome_note"] or "",
-    )
-
-
 def _jsonable(value: object) -> object:
-    """A value as the audit trail records it."""
+    """A value as the audit trail records it (JSON types)."""
     if isinstance(value, datetime):
         return iso(value)
     if isinstance(value, date):
         return value.isoformat()
-    if isinstance(value, tuple):
-        return list(value)
-    return value
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _column(value: object) -> object:
     """A value as its column stores it."""
-    if isinstance(value, datetime):
-        return iso(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, (list, tuple, dict)):
+    value = _jsonable(value)
+    if isinstance(value, (list, dict)):
         return dumps(value)
-    if isinstance(value, bool):
-        return int(value)
-    return value
-
-
-def _item(row: sqlite3.Row) -> ChecklistItem:
-    return ChecklistItem(
-        id=row["id"],
-        case_id=row["case_id"],
-        position=row["position"],
-        system=row["system"],
-        name=row["name"],
-        action=row["action"],
-        label=row["label"],
-        done=bool(row["done"]),
-        done_by=row["done_by"],
-        done_at=parse_instant(row["done_at"]),
-    )
+    return int(value) if isinstance(value, bool) else value
 
 
 class Cases:
@@ -131,13 +60,11 @@ class Cases:
     # --- reading ---------------------------------------------------------------------------------
     async def get(self, case_id: int) -> Case | None:
         """The case with this id, if any."""
-        row = await self._db.one(f"{_SELECT} WHERE c.id = ?", (case_id,))
-        return _case(row) if row else None
+        return await self._db.fetch(Case, f"{_SELECT} WHERE c.id = ?", (case_id,))
 
     async def by_ref(self, ref: str) -> Case | None:
         """The case with this reference (case-insensitive), if any."""
-        row = await self._db.one(f"{_SELECT} WHERE c.ref = ?", (ref.upper(),))
-        return _case(row) if row else None
+        return await self._db.fetch(Case, f"{_SELECT} WHERE c.ref = ?", (ref.upper(),))
 
     async def by_thread(self, message_ids: Iterable[str]) -> Case | None:
         """The case of the most recent stored email among `message_ids`: one we received, or one
@@ -146,45 +73,33 @@ class Cases:
         if not ids:
             return None
         marks = ",".join("?" * len(ids))
-        row = await self._db.one(
+        case = await self._db.fetch(
+            Case,
             f"{_SELECT} WHERE c.id = (SELECT e.case_id FROM emails e WHERE e.message_id IN ({marks}) "
             "AND e.case_id IS NOT NULL ORDER BY e.id DESC LIMIT 1)",
             ids,
         )
-        if row is None:
-            row = await self._db.one(
-                f"{_SELECT} WHERE c.id = (SELECT o.case_id FROM outbound_emails o "
-                f"WHERE o.message_id IN ({marks}) ORDER BY o.id DESC LIMIT 1)",
-                ids,
-            )
-        return _case(row) if row else None
+        return case or await self._db.fetch(
+            Case,
+            f"{_SELECT} WHERE c.id = (SELECT o.case_id FROM outbound_emails o "
+            f"WHERE o.message_id IN ({marks}) ORDER BY o.id DESC LIMIT 1)",
+            ids,
+        )
 
     async def select(self, *, statuses: Sequence[str] | None = None, limit: int = 1000) -> list[Case]:
         """Cases, oldest first, optionally only those in `statuses`."""
-        if statuses:
-            rows = await self._db.all(
-                f"{_SELECT} WHERE c.status IN ({','.join('?' * len(statuses))}) ORDER BY c.id LIMIT ?",
-                (*statuses, limit),
-            )
-        else:
-            rows = await self._db.all(f"{_SELECT} ORDER BY c.id LIMIT ?", (limit,))
-        return [_case(r) for r in rows]
-
-    async def open_ids(self, *, after_id: int = 0, limit: int = 500) -> list[int]:
-        """Ids of open cases, in id order, from `after_id` on (for jobs that walk every open case)."""
-        rows = await self._db.all(
-            "SELECT id FROM cases WHERE status != 'resolved' AND id > ? ORDER BY id LIMIT ?",
-            (after_id, limit),
+        where = f"WHERE c.status IN ({','.join('?' * len(statuses))}) " if statuses else ""
+        return await self._db.fetch_all(
+            Case, f"{_SELECT} {where}ORDER BY c.id LIMIT ?", (*(statuses or ()), limit)
         )
-        return [r[0] for r in rows]
 
     async def linked(self, case: Case) -> list[Case]:
         """Cases split off from this one, and the case it was split from."""
-        rows = await self._db.all(
+        return await self._db.fetch_all(
+            Case,
             f"{_SELECT} WHERE c.split_from_case_id = ? OR c.id = ? ORDER BY c.id",
             (case.id, case.split_from_case_id or -1),
         )
-        return [_case(r) for r in rows]
 
     async def text(self, text_id: int | None) -> str:
         """A free text typed by staff ("" when there is none, or it was erased)."""
@@ -293,10 +208,9 @@ class Cases:
     # --- checklist -------------------------------------------------------------------------------
     async def checklist(self, case_id: int) -> list[ChecklistItem]:
         """The checklist of a case, in display order."""
-        rows = await self._db.all(
-            "SELECT * FROM checklist_items WHERE case_id = ? ORDER BY position", (case_id,)
+        return await self._db.fetch_all(
+            ChecklistItem, "SELECT * FROM checklist_items WHERE case_id = ? ORDER BY position", (case_id,)
         )
-        return [_item(r) for r in rows]
 
     async def replace_checklist(self, case_id: int, items: Sequence[tuple[str, str, str, str]]) -> None:
         """Set the checklist to `items` (system key, name, action, what to do); an item whose

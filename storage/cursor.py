@@ -21,12 +21,7 @@ class Cursors:
 
     async def get(self, folder: str) -> Cursor | None:
         """The stored cursor of a folder, if the watcher has seen it before."""
-        row = await self._db.one("SELECT * FROM mailbox_cursor WHERE folder = ?", (folder,))
-        return (
-            Cursor(row["folder"], row["uidvalidity"], row["last_uid"], row["backfill_before_uid"])
-            if row
-            else None
-        )
+        return await self._db.fetch(Cursor, "SELECT * FROM mailbox_cursor WHERE folder = ?", (folder,))
 
     async def reset(self, folder: str, *, uidvalidity: int, backfill_before_uid: int) -> None:
         """Start (or restart, after a UIDVALIDITY change) a folder from its first message."""

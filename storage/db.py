@@ -13,22 +13,24 @@ as ISO-8601 UTC strings, calendar dates as `YYYY-MM-DD`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from core.errors import StorageError
 from storage.migrations import LATEST, apply_migrations
 
-__all__ = ["Database", "Session", "dumps", "iso", "json_tuple", "parse_date", "parse_instant"]
+__all__ = ["Database", "Session", "dumps", "iso", "json_tuple", "parse_date", "parse_instant", "record"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,44 @@ def dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+R = TypeVar("R")
+
+#: How a column's stored value becomes a record field's value, by the field's declared type.
+_READERS: dict[str, Callable[[Any], object]] = {
+    "datetime": datetime.fromisoformat,
+    "datetime | None": parse_instant,
+    "date": date.fromisoformat,
+    "date | None": parse_date,
+    "bool": bool,
+    "bool | None": lambda v: None if v is None else bool(v),
+    "tuple[str, ...]": json_tuple,
+    "tuple[dict[str, object], ...]": json_tuple,
+    "dict[str, object] | None": lambda v: json.loads(v) if v else None,
+}
+
+
+@functools.cache
+def _fields(cls: Any) -> tuple[tuple[str, Callable[[Any], object] | None, object], ...]:
+    """Each field of a record class: its name, how to read its column, and its default."""
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        out.append((f.name, _READERS.get(str(f.type)), default))
+    return tuple(out)
+
+
+def record(cls: type[R], row: sqlite3.Row) -> R:
+    """A row as the record `cls` (a dataclass of storage.models): each field from the column of
+    its name, read by the field's declared type; NULL (an erased or absent joined column) gives the
+    field's default."""
+    columns = set(row.keys())
+    values: dict[str, object] = {}
+    for name, read, default in _fields(cls):  # type: ignore[arg-type]  # classes are hashable
+        value = row[name] if name in columns else None
+        values[name] = default if value is None else read(value) if read is not None else value
+    return cls(**values)
+
+
 class Session:
     """Statements on one connection. With a lock, each statement takes it (for use outside a
     transaction); without, the caller already holds it (inside `Database.transaction`)."""
@@ -87,6 +127,15 @@ class Session:
         """Every row of a query."""
         async with self._locked(), self._conn.execute(sql, params) as cur:
             return list(await cur.fetchall())
+
+    async def fetch(self, cls: type[R], sql: str, params: Sequence[object] = ()) -> R | None:
+        """The first row of a query as a record of `cls`, or None."""
+        row = await self.one(sql, params)
+        return record(cls, row) if row is not None else None
+
+    async def fetch_all(self, cls: type[R], sql: str, params: Sequence[object] = ()) -> list[R]:
+        """Every row of a query as records of `cls`."""
+        return [record(cls, row) for row in await self.all(sql, params)]
 
     async def run(self, sql: str, params: Sequence[object] = ()) -> tuple[int, int]:
         """Execute one statement; returns (rows changed, id of the last inserted row)."""
@@ -144,27 +193,29 @@ class Database:
         row = await self.session.one("PRAGMA user_version")
         return int(row[0]) if row else 0
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Session]:
+    def transaction(self) -> AbstractAsyncContextManager[Session]:
         """One atomic change: commits when the block ends, rolls back if it raises."""
-        async with self._lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
-            try:
-                yield Session(self._writer)
-            except BaseException:
-                await self._writer.rollback()
-                raise
-            await self._writer.commit()
+        return _within(self._writer, self._lock, "BEGIN IMMEDIATE", commit=True)
 
-    @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[Session]:
+    def snapshot(self) -> AbstractAsyncContextManager[Session]:
         """Several reads that see one consistent state, on the read-only connection."""
-        async with self._read_lock:
-            await self._reader.execute("BEGIN")
-            try:
-                yield Session(self._reader)
-            finally:
-                await self._reader.rollback()
+        return _within(self._reader, self._read_lock, "BEGIN", commit=False)
+
+
+@asynccontextmanager
+async def _within(
+    conn: aiosqlite.Connection, lock: asyncio.Lock, begin: str, *, commit: bool
+) -> AsyncIterator[Session]:
+    """A transaction on `conn`, holding `lock`: committed at the end of the block when `commit`,
+    else (and whenever the block raises) rolled back."""
+    async with lock:
+        await conn.execute(begin)
+        try:
+            yield Session(conn)
+        except BaseException:
+            await conn.rollback()
+            raise
+        await (conn.commit() if commit else conn.rollback())
 
 
 def _prepare_file(path: Path) -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 
 from core.clock import Clock
-from storage.db import Session, dumps, iso, json_tuple, parse_instant
+from storage.db import Session, dumps, iso, json_tuple
 from storage.models import OutboundEmail, StoredEmail
 
 __all__ = ["Mail"]
@@ -33,63 +31,11 @@ _SELECT = (
     "m.signature, m.attachments, m.reasons FROM emails e LEFT JOIN email_contents m ON m.email_id = e.id"
 )
 _SELECT_OUTBOUND = (
-    "SELECT o.*, c.to_addr, c.subject, c.body, x.done_at AS sent_at, x.failed_at, x.attempts, x.last_error "
+    'SELECT o.*, o.references_ids AS "references", c.to_addr, c.subject, c.body, x.done_at AS sent_at, x.failed_at, '
+    "x.attempts, x.last_error "
     "FROM outbound_emails o LEFT JOIN outbound_contents c ON c.outbound_id = o.id "
     "LEFT JOIN outbox x ON x.kind = 'email' AND x.outbound_id = o.id"
 )
-
-
-def _email(row: sqlite3.Row) -> StoredEmail:
-    return StoredEmail(
-        id=row["id"],
-        message_id=row["message_id"],
-        case_id=row["case_id"],
-        disposition=row["disposition"],
-        received_at=datetime.fromisoformat(row["received_at"]),
-        kind=row["kind"],
-        labels=json_tuple(row["labels"]),
-        confidence=row["confidence"],
-        language=row["language"],
-        automated=bool(row["automated"]),
-        problems=json_tuple(row["problems"]),
-        unreadable=bool(row["unreadable"]),
-        html_only=bool(row["html_only"]),
-        split_case_id=row["split_case_id"],
-        sender_check=row["sender_check"],
-        sender_check_detail=row["sender_check_detail"],
-        synthetic_id=bool(row["synthetic_id"]),
-        from_name=row["from_name"] or "",
-        from_addr=row["from_addr"] or "",
-        reply_to=row["reply_to"] or "",
-        subject=row["subject"] or "",
-        body_text=row["body_text"] or "",
-        new_text=row["new_text"] or "",
-        quoted_text=row["quoted_text"] or "",
-        signature=row["signature"] or "",
-        attachments=json_tuple(row["attachments"]),
-        reasons=json_tuple(row["reasons"]),
-    )
-
-
-def _outbound(row: sqlite3.Row) -> OutboundEmail:
-    return OutboundEmail(
-        id=row["id"],
-        case_id=row["case_id"],
-        message_id=row["message_id"],
-        purpose=row["purpose"],
-        language=row["language"],
-        in_reply_to=row["in_reply_to"],
-        references=json_tuple(row["references_ids"]),
-        author=row["author"],
-        created_at=datetime.fromisoformat(row["created_at"]),
-        to_addr=row["to_addr"] or "",
-        subject=row["subject"] or "",
-        body=row["body"] or "",
-        sent_at=parse_instant(row["sent_at"]),
-        failed_at=parse_instant(row["failed_at"]),
-        attempts=row["attempts"] or 0,
-        last_error=row["last_error"] or "",
-    )
 
 
 class Mail:
@@ -139,13 +85,13 @@ class Mail:
 
     async def get(self, email_id: int) -> StoredEmail | None:
         """One stored email."""
-        row = await self._db.one(f"{_SELECT} WHERE e.id = ?", (email_id,))
-        return _email(row) if row else None
+        return await self._db.fetch(StoredEmail, f"{_SELECT} WHERE e.id = ?", (email_id,))
 
     async def of_case(self, case_id: int) -> list[StoredEmail]:
         """The emails stored on a case, in arrival order."""
-        rows = await self._db.all(f"{_SELECT} WHERE e.case_id = ? ORDER BY e.id", (case_id,))
-        return [_email(r) for r in rows]
+        return await self._db.fetch_all(
+            StoredEmail, f"{_SELECT} WHERE e.case_id = ? ORDER BY e.id", (case_id,)
+        )
 
     async def mark_split(self, email_id: int, case_id: int) -> None:
         """Remember that an email was split off into `case_id`."""
@@ -191,6 +137,16 @@ class Mail:
         return str(row["message_id"]), json_tuple(row["references_ids"])
 
     # --- written by us -----------------------------------------------------------------------------
+    async def outbound(self, outbound_id: int) -> OutboundEmail | None:
+        """One email we wrote, with where its sending stands."""
+        return await self._db.fetch(OutboundEmail, f"{_SELECT_OUTBOUND} WHERE o.id = ?", (outbound_id,))
+
+    async def outbound_of_case(self, case_id: int) -> list[OutboundEmail]:
+        """The emails written on a case, oldest first."""
+        return await self._db.fetch_all(
+            OutboundEmail, f"{_SELECT_OUTBOUND} WHERE o.case_id = ? ORDER BY o.id", (case_id,)
+        )
+
     async def add_outbound(
         self,
         *,
@@ -225,13 +181,3 @@ class Mail:
             (outbound_id, to_addr, subject, body),
         )
         return outbound_id
-
-    async def outbound(self, outbound_id: int) -> OutboundEmail | None:
-        """One email we wrote, with where its sending stands."""
-        row = await self._db.one(f"{_SELECT_OUTBOUND} WHERE o.id = ?", (outbound_id,))
-        return _outbound(row) if row else None
-
-    async def outbound_of_case(self, case_id: int) -> list[OutboundEmail]:
-        """The emails written on a case, oldest first."""
-        rows = await self._db.all(f"{_SELECT_OUTBOUND} WHERE o.case_id = ? ORDER BY o.id", (case_id,))
-        return [_outbound(r) for r in rows]

@@ -12,7 +12,6 @@ while one waits is already covered by it (it renders the state of the moment it 
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,30 +44,6 @@ class Delivered:
 
     result: str | None
     channel: str | None = None
-
-
-def _row(row: sqlite3.Row) -> OutboxRow:
-    return OutboxRow(
-        id=row["id"],
-        kind=row["kind"],
-        case_id=row["case_id"],
-        parent_id=row["parent_id"],
-        email_id=row["email_id"],
-        event_id=row["event_id"],
-        outbound_id=row["outbound_id"],
-        text_id=row["text_id"],
-        created_at=datetime.fromisoformat(row["created_at"]),
-        not_before=parse_instant(row["not_before"]),
-        attempts=row["attempts"],
-        started_at=parse_instant(row["started_at"]),
-        done_at=parse_instant(row["done_at"]),
-        failed_at=parse_instant(row["failed_at"]),
-        last_error=row["last_error"],
-        channel=row["channel"],
-        result=row["result"],
-        parent_ts=row["parent_ts"],
-        parent_channel=row["parent_channel"],
-    )
 
 
 class Outbox:
@@ -163,7 +138,8 @@ class Outbox:
     async def due(self, *, now: datetime, kinds: Sequence[str] = KINDS, limit: int = 50) -> list[OutboxRow]:
         """Rows of `kinds` to try now, roots first, updates last, otherwise oldest first: neither
         done nor failed, past their backoff, and whose parent (if any) is in Slack."""
-        rows = await self._db.all(
+        return await self._db.fetch_all(
+            OutboxRow,
             f"{_SELECT} WHERE o.done_at IS NULL AND o.failed_at IS NULL "
             f"AND o.kind IN ({','.join('?' * len(kinds))}) "
             "AND (o.not_before IS NULL OR o.not_before <= ?) "
@@ -171,16 +147,15 @@ class Outbox:
             f"ORDER BY {_PRIORITY}, o.id LIMIT ?",
             (*kinds, iso(now), limit),
         )
-        return [_row(r) for r in rows]
 
     async def orphans(self, *, limit: int = 50) -> list[OutboxRow]:
         """Waiting rows whose parent failed for good (they can never be sent)."""
-        rows = await self._db.all(
+        return await self._db.fetch_all(
+            OutboxRow,
             f"{_SELECT} WHERE o.done_at IS NULL AND o.failed_at IS NULL AND p.failed_at IS NOT NULL "
             "ORDER BY o.id LIMIT ?",
             (limit,),
         )
-        return [_row(r) for r in rows]
 
     async def next_attempt_at(self) -> datetime | None:
         """The earliest time a row held back by its backoff may be tried again."""
@@ -219,23 +194,23 @@ class Outbox:
     # --- reading -------------------------------------------------------------------------------------------
     async def get(self, row_id: int) -> OutboxRow | None:
         """One row."""
-        row = await self._db.one(f"{_SELECT} WHERE o.id = ?", (row_id,))
-        return _row(row) if row else None
+        return await self._db.fetch(OutboxRow, f"{_SELECT} WHERE o.id = ?", (row_id,))
 
     async def of_case(self, case_id: int) -> list[OutboxRow]:
         """Every row about a case, oldest first."""
-        rows = await self._db.all(f"{_SELECT} WHERE o.case_id = ? ORDER BY o.id", (case_id,))
-        return [_row(r) for r in rows]
+        return await self._db.fetch_all(OutboxRow, f"{_SELECT} WHERE o.case_id = ? ORDER BY o.id", (case_id,))
 
     async def message(self, kind: str, case_id: int) -> OutboxRow | None:
         """The case's root or checklist row."""
-        row = await self._db.one(f"{_SELECT} WHERE o.kind = ? AND o.case_id = ?", (kind, case_id))
-        return _row(row) if row else None
+        return await self._db.fetch(
+            OutboxRow, f"{_SELECT} WHERE o.kind = ? AND o.case_id = ?", (kind, case_id)
+        )
 
     async def note_of(self, event_id: int) -> OutboxRow | None:
         """The note row that records an audit event."""
-        row = await self._db.one(f"{_SELECT} WHERE o.kind = 'note' AND o.event_id = ?", (event_id,))
-        return _row(row) if row else None
+        return await self._db.fetch(
+            OutboxRow, f"{_SELECT} WHERE o.kind = 'note' AND o.event_id = ?", (event_id,)
+        )
 
     async def waiting(self) -> int:
         """How many rows are neither done nor failed."""

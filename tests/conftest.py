@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -62,10 +63,26 @@ async def slack() -> AsyncIterator[SlackStandIn]:
         yield standin
 
 
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty database migrated once for the session (opening a fresh file replays every
+    migration; the `store` fixture starts from a copy instead)."""
+    path = tmp_path_factory.mktemp("template") / "privacy-desk.sqlite3"
+    asyncio.run(_migrate(path))
+    return path
+
+
+async def _migrate(path: Path) -> None:
+    await (await Store.open(path)).close()
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
+async def store(tmp_path: Path, migrated_database: Path) -> AsyncIterator[Store]:
     """A migrated store in a real SQLite file."""
-    s = await Store.open(tmp_path / "privacy-desk.sqlite3")
+    path = tmp_path / "privacy-desk.sqlite3"
+    shutil.copyfile(migrated_database, path)
+    path.chmod(0o600)
+    s = await Store.open(path)
     try:
         yield s
     finally:

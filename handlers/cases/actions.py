@@ -61,13 +61,12 @@ async def record(
     action: str,
     changes: dict[str, object] | None = None,
     facts: dict[str, object] | None = None,
-    text_id: int | None = None,
-    outbound_id: int | None = None,
-    email_id: int | None = None,
     note: bool = True,
+    **refers_to: int | None,
 ) -> Case:
     """Apply `changes` to the case, append the audit event (with `facts`, further enums and dates
-    the note needs) and queue the root's re-rendering and, with `note`, the thread note."""
+    the note needs, and what it `refers_to`: `text_id`, `email_id`, `outbound_id`) and queue the
+    root's re-rendering and, with `note`, the thread note."""
     updated, before, after = await tx.cases.update(case, changes or {})
     event_id = await tx.audit.append(
         case_id=case.id,
@@ -75,9 +74,7 @@ async def record(
         action=action,
         before=before,
         after={**after, **(facts or {})},
-        text_id=text_id,
-        outbound_id=outbound_id,
-        email_id=email_id,
+        **refers_to,
     )
     await tx.outbox.update_root(case.id)
     if note:
@@ -184,13 +181,9 @@ async def verify_identity(
             "identity_by": actor,
             "identity_at": now,
         }
+        note_id = await _text(tx, case, "identity_note", note)
         return await record(
-            tx,
-            case,
-            actor=actor,
-            action="case.identity_recorded",
-            changes=changes,
-            text_id=await _text(tx, case, "identity_note", note),
+            tx, case, actor=actor, action="case.identity_recorded", changes=changes, text_id=note_id
         )
 
 
@@ -473,14 +466,8 @@ async def reopen(store: Store, *, case_id: int, actor: str, reason: str, now: da
             "closed_at": None,
             "recipients_informed": [],
         }
-        return await record(
-            tx,
-            case,
-            actor=actor,
-            action="case.reopened",
-            changes=changes,
-            text_id=await _text(tx, case, "reopen_reason", reason),
-        )
+        reason_id = await _text(tx, case, "reopen_reason", reason)
+        return await record(tx, case, actor=actor, action="case.reopened", changes=changes, text_id=reason_id)
 
 
 # --- split -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import re
 from datetime import date
 
 from core.refs import CASE_REF
+from storage.models import Case
 
 __all__ = ["extension_notice", "local_date", "long_date", "reply_subject"]
 
@@ -60,19 +61,16 @@ def local_date(day: date, language: str) -> str:
     return long_date(day)
 
 
-def extension_notice(
-    *, ref: str, requester_name: str, received: date, due: date, reason: str, language: str
-) -> str:
+def extension_notice(case: Case, *, due: date, reason: str) -> str:
     """The notice of extension (art. 12(3)) to send to the requester, in their language."""
-    language = language if language in _NOTICES else "en"
-    name = requester_name or _NO_NAME[language]
+    language = case.language if case.language in _NOTICES else "en"
     return (
         _NOTICES[language]
         .format(
-            name=name,
-            ref=ref,
+            name=case.requester_name or _NO_NAME[language],
+            ref=case.ref,
             reason=reason.rstrip("."),
-            received=local_date(received, language),
+            received=local_date(case.received_date, language),
             due=local_date(due, language),
         )
         .replace("Guten Tag ,", "Guten Tag,")

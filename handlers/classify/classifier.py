@@ -399,6 +399,17 @@ def _classify_human(
     complaint = new.get("complaint")
     rights = {k: v for k, v in new.items() if k in REQUEST_KINDS}
 
+    def done(
+        labels: tuple[str, ...],
+        confidence: float,
+        *,
+        review: bool,
+        withdrawal: bool = False,
+        found: bool = True,
+    ) -> Classification:
+        evidence = [*ev.hits, *subj_ev.hits] if found else []
+        return _done(labels, confidence, language, reasons, overruled, review, withdrawal, evidence)
+
     def label_reason(kind: str, evidence: _Kind, *, earlier: bool = False, tag: str = "") -> str:
         if evidence.hits:
             return _best_reason(
@@ -422,16 +433,7 @@ def _classify_human(
         for k in order:
             reasons.append(label_reason(k, concerned[k], earlier=k not in rights))
         confidence = _confidence(complaint.score)
-        return _done(
-            labels,
-            confidence,
-            language,
-            reasons,
-            overruled,
-            needs_review=False,
-            withdrawal=withdrawn,
-            hits=[*ev.hits, *subj_ev.hits],
-        )
+        return done(labels, confidence, review=False, withdrawal=withdrawn)
 
     if rights:
         top = max(v.score for v in rights.values())
@@ -459,16 +461,7 @@ def _classify_human(
         if negated:
             d = max(negated, key=lambda d: d.weight)
             reasons.append(_reason(f"not asked ({d.kind}, negated)", _quote(body, d.start, d.end)))
-        return _done(
-            labels,
-            confidence,
-            language,
-            reasons,
-            overruled,
-            needs_review=review,
-            withdrawal=withdrawn,
-            hits=[*ev.hits, *subj_ev.hits],
-        )
+        return done(labels, confidence, review=review, withdrawal=withdrawn)
 
     earlier = {k: v for k, v in referenced.items() if k in REQUEST_KINDS}
     if earlier and not withdrawn:
@@ -476,29 +469,11 @@ def _classify_human(
         primary = max(earlier, key=lambda k: (earlier[k].score, -earlier[k].first))
         reasons.append(label_reason(primary, earlier[primary], earlier=True))
         confidence = min(_confidence(earlier[primary].score) * 0.75, 0.58)
-        return _done(
-            (primary,),
-            confidence,
-            language,
-            reasons,
-            overruled,
-            needs_review=True,
-            withdrawal=False,
-            hits=[*ev.hits, *subj_ev.hits],
-        )
+        return done((primary,), confidence, review=True)
 
     if withdrawn:
         reasons.append(_withdrawal_reason(body, ev))
-        return _done(
-            ("other",),
-            0.7,
-            language,
-            reasons,
-            overruled,
-            needs_review=True,
-            withdrawal=True,
-            hits=[*ev.hits, *subj_ev.hits],
-        )
+        return done(("other",), 0.7, review=True, withdrawal=True)
 
     weak = {k: v for k, v in generic.items() if k in REQUEST_KINDS}
     if complaint is not None and not weak:  # a grievance, too weak to make a complaint
@@ -511,16 +486,7 @@ def _classify_human(
         primary = max(weak, key=lambda k: weak[k].score)
         reasons.append(label_reason(primary, weak[primary]))
         confidence = min(_confidence(weak[primary].score), 0.5)
-        return _done(
-            (primary,),
-            confidence,
-            language,
-            reasons,
-            overruled,
-            needs_review=True,
-            withdrawal=False,
-            hits=[*ev.hits, *subj_ev.hits],
-        )
+        return done((primary,), confidence, review=True)
 
     # not a request: say so, and say what was set aside
     dropped = [
@@ -548,9 +514,7 @@ def _classify_human(
     confidence = 0.6 if review else (0.85 if words >= 3 else 0.7)
     if not overruled:
         reasons.append("no request phrase found in the new text")
-    return _done(
-        ("other",), confidence, language, reasons, overruled, needs_review=review, withdrawal=False, hits=[]
-    )
+    return done(("other",), confidence, review=review, found=False)
 
 
 def _withdrawal_reason(body: str, ev: Evidence) -> str:
@@ -564,7 +528,6 @@ def _done(
     language: str,
     reasons: list[str],
     overruled: list[str],
-    *,
     needs_review: bool,
     withdrawal: bool,
     hits: list[Hit],

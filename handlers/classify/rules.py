@@ -27,6 +27,7 @@ text, and a formal four-page letter takes a few milliseconds.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 import tomllib
 import unicodedata
@@ -256,8 +257,10 @@ def _leading_literal(pattern: str) -> str:
     return "".join(out)
 
 
-def _group_end(pattern: str) -> int:
-    """Index of the ")" closing the group that opens at pattern[0]."""
+def _syntax(pattern: str) -> Iterator[tuple[int, str, int]]:
+    """(index, character, group depth) of each character of a regular expression that is syntax:
+    not escaped and not inside a character class. An opening parenthesis has the depth outside it,
+    a closing one the depth after it closes."""
     depth, i, in_class = 0, 0, False
     while i < len(pattern):
         c = pattern[i]
@@ -268,14 +271,20 @@ def _group_end(pattern: str) -> int:
             in_class = c != "]"
         elif c == "[":
             in_class = True
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                return i
+            if pattern[i + 1 : i + 2] == "^":
+                i += 1
+            if pattern[i + 1 : i + 2] == "]":  # a "]" first in a class is literal
+                i += 1
+        else:
+            depth -= c == ")"
+            yield i, c, depth
+            depth += c == "("
         i += 1
-    return -1
+
+
+def _group_end(pattern: str) -> int:
+    """Index of the ")" closing the group that opens at pattern[0]."""
+    return next((i for i, c, depth in _syntax(pattern) if c == ")" and depth == 0), -1)
 
 
 def _literal_starts(branch: str, depth: int = 0) -> set[str] | None:
@@ -316,32 +325,8 @@ def _literal_starts(branch: str, depth: int = 0) -> set[str] | None:
 
 def _branches(pattern: str) -> list[str]:
     """The top-level alternatives of a regular expression (split at `|` outside groups)."""
-    out: list[str] = []
-    depth, start, i, in_class = 0, 0, 0, False
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\":
-            i += 2
-            continue
-        if in_class:
-            if c == "]":
-                in_class = False
-        elif c == "[":
-            in_class = True
-            if pattern[i + 1 : i + 2] == "^":
-                i += 1
-            if pattern[i + 1 : i + 2] == "]":  # a "]" first in a class is literal
-                i += 1
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-        elif c == "|" and depth == 0:
-            out.append(pattern[start:i])
-            start = i + 1
-        i += 1
-    out.append(pattern[start:])
-    return out
+    bounds = [-1, *(i for i, c, depth in _syntax(pattern) if c == "|" and depth == 0), len(pattern)]
+    return [pattern[start + 1 : end] for start, end in itertools.pairwise(bounds)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,11 +349,11 @@ class Combo:
 
     rule_id: str
     kind: str
-    weight: float
-    needs: tuple[str, ...]
-    unless: tuple[str, ...]
-    negatable: bool
-    event: bool
+    weight: float = 1.0  # as in the rules file when a combo gives none
+    needs: tuple[str, ...] = ()
+    unless: tuple[str, ...] = ()
+    negatable: bool = False
+    event: bool = False
     window: int = 100  # the words must lie within this many characters of the first family's
 
 

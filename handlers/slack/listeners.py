@@ -247,14 +247,7 @@ async def _reply_notice(desk: Any, case: Case) -> dict[str, Any] | str:
     view = await _reply(desk, case)
     if isinstance(view, str) or case.extended_at is None:
         return view
-    notice = extension_notice(
-        ref=case.ref,
-        requester_name=case.requester_name,
-        received=case.received_date,
-        due=case.due_date,
-        reason=case.extension_reason,
-        language=case.language,
-    )
+    notice = extension_notice(case, due=case.due_date, reason=case.extension_reason)
     return views.reply_view(case, pause_clock=desk.settings.clock_pause_on_wait, initial=notice)
 
 
@@ -276,12 +269,27 @@ _OPENERS = {
 
 # --- modal submissions -----------------------------------------------------------------------------
 
+#: What a use case may need from the desk besides the store, the case, the actor and the time.
+_SERVICES: dict[str, Callable[[Any], object]] = {
+    "calendar": lambda desk: desk.calendar,
+    "inventory": lambda desk: desk.inventory,
+    "pause_clock": lambda desk: desk.settings.clock_pause_on_wait,
+    "mail_from": lambda desk: desk.settings.mail_from,
+}
+
 
 def _submission(
-    apply: Callable[[Any, int, str, dict[str, Any]], Awaitable[object]], first_field: str
+    use_case: Callable[..., Awaitable[object]],
+    *,
+    texts: tuple[str, ...] = (),
+    lists: tuple[str, ...] = (),
+    services: tuple[str, ...] = (),
+    prepare: Callable[[Any, dict[str, Any]], dict[str, Any]] = lambda desk, fields: fields,
 ) -> Callable[..., Awaitable[None]]:
-    """A view_submission listener: check staff, apply the use case (which checks the case's current
-    state), and answer with field errors when it refuses."""
+    """A view_submission listener: check staff, read the modal's fields (`texts` as strings,
+    `lists` as lists of strings; `prepare` may check or reshape them), apply the use case (which
+    checks the case's current state), and answer with field errors when it refuses."""
+    first_field = (texts or lists)[0]
 
     async def submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], desk: Any) -> None:
         user = str((body.get("user") or {}).get("id", ""))
@@ -289,8 +297,17 @@ def _submission(
             logger.info("refused a case modal from someone who is not staff")
             await ack(response_action="errors", errors={first_field: NOT_STAFF})
             return
+        values = views.values_of(view)
+        fields = {f: _str(values, f) for f in texts} | {f: _list(values, f) for f in lists}
         try:
-            await apply(desk, views.metadata_of(view), user, views.values_of(view))
+            await use_case(
+                desk.store,
+                case_id=views.metadata_of(view),
+                actor=user,
+                now=desk.clock(),
+                **prepare(desk, fields),
+                **{name: _SERVICES[name](desk) for name in services},
+            )
         except TransitionError as e:
             await ack(response_action="errors", errors={e.field or first_field: str(e)[:150]})
             return
@@ -310,99 +327,42 @@ def _list(values: dict[str, Any], field: str) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
-async def _apply_change_type(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
-    primary = _str(values, "primary")
-    labels = [primary, *(k for k in _list(values, "labels") if k != primary)] if primary else []
-    return await case_actions.change_type(
-        desk.store,
-        case_id=case_id,
-        actor=user,
-        labels=labels,
-        now=desk.clock(),
-        calendar=desk.calendar,
-        inventory=desk.inventory,
-    )
+def _types(desk: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """The main type first, then the other rights asked for."""
+    primary = fields.pop("primary")
+    others = fields.pop("labels")
+    return {"labels": [primary, *(k for k in others if k != primary)] if primary else []}
 
 
-async def _apply_verify(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
-    return await case_actions.verify_identity(
-        desk.store,
-        case_id=case_id,
-        actor=user,
-        method=_str(values, "method"),
-        note=_str(values, "note"),
-        now=desk.clock(),
-    )
-
-
-async def _apply_extend(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
-    return await case_actions.extend(
-        desk.store,
-        case_id=case_id,
-        actor=user,
-        reason=_str(values, "reason"),
-        now=desk.clock(),
-        calendar=desk.calendar,
-    )
-
-
-async def _apply_wait(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
-    return await case_actions.start_wait(
-        desk.store,
-        case_id=case_id,
-        actor=user,
-        waiting_for=_str(values, "waiting_for"),
-        note=_str(values, "note"),
-        now=desk.clock(),
-        pause_clock=desk.settings.clock_pause_on_wait,
-    )
-
-
-async def _apply_resolve(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
-    recipients = _list(values, "recipients")
-    if views.NO_RECIPIENTS in recipients and len(recipients) > 1:
+def _recipients(desk: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    if views.NO_RECIPIENTS in fields["recipients"] and len(fields["recipients"]) > 1:
         raise TransitionError(
             "Either name the recipients informed or choose that there were none.", field="recipients"
         )
-    return await case_actions.resolve(
-        desk.store,
-        case_id=case_id,
-        actor=user,
-        outcome=_str(values, "outcome"),
-        note=_str(values, "note"),
-        recipients=recipients,
-        now=desk.clock(),
-        calendar=desk.calendar,
-    )
+    return fields
 
 
-async def _apply_reply(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
+def _mail_configured(desk: Any, fields: dict[str, Any]) -> dict[str, Any]:
     if desk.settings.smtp is None:
         raise TransitionError("Outgoing mail is not configured (SMTP_HOST).", field="body")
-    return await case_actions.reply_to_requester(
-        desk.store,
-        case_id=case_id,
-        actor=user,
-        body=_str(values, "body"),
-        wait_for=_str(values, "wait_for"),
-        now=desk.clock(),
-        pause_clock=desk.settings.clock_pause_on_wait,
-        mail_from=desk.settings.mail_from,
-    )
-
-
-async def _apply_reopen(desk: Any, case_id: int, user: str, values: dict[str, Any]) -> object:
-    return await case_actions.reopen(
-        desk.store, case_id=case_id, actor=user, reason=_str(values, "reason"), now=desk.clock()
-    )
+    return fields
 
 
 _SUBMISSIONS = {
-    "case.change_type": _submission(_apply_change_type, "primary"),
-    "case.verify": _submission(_apply_verify, "method"),
-    "case.extend": _submission(_apply_extend, "reason"),
-    "case.wait": _submission(_apply_wait, "waiting_for"),
-    "case.resolve": _submission(_apply_resolve, "outcome"),
-    "case.reopen": _submission(_apply_reopen, "reason"),
-    "case.reply": _submission(_apply_reply, "body"),
-}
+    "case.change_type": _submission(
+        case_actions.change_type, texts=("primary",), lists=("labels",), services=("calendar", "inventory"),
+        prepare=_types,
+    ),
+    "case.verify": _submission(case_actions.verify_identity, texts=("method", "note")),
+    "case.extend": _submission(case_actions.extend, texts=("reason",), services=("calendar",)),
+    "case.wait": _submission(case_actions.start_wait, texts=("waiting_for", "note"), services=("pause_clock",)),
+    "case.resolve": _submission(
+        case_actions.resolve, texts=("outcome", "note"), lists=("recipients",), services=("calendar",),
+        prepare=_recipients,
+    ),
+    "case.reopen": _submission(case_actions.reopen, texts=("reason",)),
+    "case.reply": _submission(
+        case_actions.reply_to_requester, texts=("body", "wait_for"), services=("pause_clock", "mail_from"),
+        prepare=_mail_configured,
+    ),
+}  # fmt: skip

@@ -297,13 +297,7 @@ def reply_view(case: Case, *, pause_clock: bool, initial: str = "") -> dict[str,
 def reopen_view(case: Case) -> dict[str, object]:
     """Reopen a resolved case, with a reason."""
     return _modal(
-        "case.reopen",
-        case,
-        "Reopen case",
-        "Reopen",
-        [
-            _note("reason", "Why reopen it?", optional=False),
-        ],
+        "case.reopen", case, "Reopen case", "Reopen", [_note("reason", "Why reopen it?", optional=False)]
     )
 
 

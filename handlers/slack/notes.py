@@ -102,15 +102,7 @@ def _words(event: AuditEvent, ctx: NoteContext) -> str:
     if action == "case.extended":
         due = _date(after["due_date"])
         notify_by = _date(after.get("notify_by") or before.get("due_date") or after["due_date"])
-        case = ctx.case
-        notice = extension_notice(
-            ref=case.ref,
-            requester_name=case.requester_name,
-            received=case.received_date,
-            due=due,
-            reason=ctx.text,
-            language=case.language,
-        )
+        notice = extension_notice(ctx.case, due=due, reason=ctx.text)
         return (
             f"{actor} extended the deadline to {long_date(due)}: {escape_mrkdwn(ctx.text)}\n"
             f"The requester must be told by {long_date(notify_by)}. Notice to send:\n"

@@ -12,7 +12,7 @@ fallback, else `Refused`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +46,9 @@ __all__ = ["SlackSender"]
 logger = logging.getLogger(__name__)
 
 Message = tuple[str, list[dict[str, object]], dict[str, object]]  # text, blocks, metadata
+#: The method that renders each kind of row (an update renders what it updates).
+_RENDER = {"root": "_root", "email_reply": "_email", "checklist": "_checklist", "note": "_note"}
+_RENDER |= {f"{kind}_update": method for kind, method in _RENDER.items()}
 
 
 class SlackSender:
@@ -70,15 +73,6 @@ class SlackSender:
         self.channel = channel
         self.calendar = calendar
         self.clock = clock
-        self._render: dict[str, Callable[[OutboxRow, Case], Any]] = {
-            "root": self._root,
-            "root_update": self._root,
-            "email_reply": self._email,
-            "checklist": self._checklist,
-            "checklist_update": self._checklist,
-            "note": self._note,
-            "note_update": self._note,
-        }
 
     async def send(self, row: OutboxRow) -> Delivered:
         """Post or update the row's message; raises `Unavailable` or `Refused`."""
@@ -87,7 +81,8 @@ class SlackSender:
         if case is None:
             raise Refused("the case no longer exists")
         try:
-            message = await self._render[row.kind](row, case)
+            render: Callable[[OutboxRow, Case], Awaitable[Message]] = getattr(self, _RENDER[row.kind])
+            message = await render(row, case)
             if row.kind.endswith("_update"):
                 return await self._update(row, case, message)
             return await self._post(row, case, message)

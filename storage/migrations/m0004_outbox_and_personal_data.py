@@ -14,6 +14,9 @@
   from the audit event they record when they are posted. Schema 3's Slack columns on `cases` and
   `emails`, its `thread_notes` and the sending state of `outbound_emails` become outbox rows.
 - **Scheduled jobs** record each run (`job_runs`), so a daily job runs once a day across restarts.
+
+Tables keep their rows and ids: personal columns are copied to their new rows and dropped in place
+(`ALTER TABLE … DROP COLUMN`, SQLite ≥ 3.35), new fact columns are added.
 """
 
 from __future__ import annotations
@@ -33,47 +36,6 @@ CREATE TABLE free_texts (
 );
 CREATE INDEX free_texts_case ON free_texts (case_id);
 
-CREATE TABLE cases_v4 (
-    id                    INTEGER PRIMARY KEY,
-    ref                   TEXT    NOT NULL UNIQUE,
-    kind                  TEXT    NOT NULL,
-    labels                TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(labels)),
-    confidence            REAL    NOT NULL DEFAULT 0,
-    needs_review          INTEGER NOT NULL DEFAULT 0,
-    language              TEXT    NOT NULL DEFAULT 'und',
-    status                TEXT    NOT NULL DEFAULT 'new'
-                          CHECK (status IN ('new', 'in_progress', 'awaiting_requester', 'extended', 'resolved')),
-    message_id            TEXT    NOT NULL,
-    received_at           TEXT    NOT NULL,
-    received_date         TEXT    NOT NULL,
-    due_date              TEXT    NOT NULL,
-    unreadable            INTEGER NOT NULL DEFAULT 0,
-    assignee              TEXT    NOT NULL DEFAULT '',
-    identity_status       TEXT    NOT NULL DEFAULT 'unverified'
-                          CHECK (identity_status IN ('unverified', 'verified', 'not_needed')),
-    identity_method       TEXT    NOT NULL DEFAULT '',
-    identity_by           TEXT    NOT NULL DEFAULT '',
-    identity_at           TEXT,
-    sender_check          TEXT    NOT NULL DEFAULT 'unknown' CHECK (sender_check IN ('pass', 'fail', 'unknown')),
-    sender_check_detail   TEXT    NOT NULL DEFAULT '',
-    extended_at           TEXT,
-    extension_text_id     INTEGER REFERENCES free_texts (id),
-    waiting_since         TEXT,
-    waiting_for           TEXT    NOT NULL DEFAULT '',
-    status_before_wait    TEXT,
-    paused_days           INTEGER NOT NULL DEFAULT 0,
-    outcome               TEXT,
-    outcome_text_id       INTEGER REFERENCES free_texts (id),
-    recipients_informed   TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(recipients_informed)),
-    resolved_on_time      INTEGER,
-    split_from_case_id    INTEGER REFERENCES cases (id),
-    version               INTEGER NOT NULL DEFAULT 1,
-    created_at            TEXT    NOT NULL,
-    updated_at            TEXT    NOT NULL,
-    closed_at             TEXT,
-    erased_at             TEXT                    -- retention erased its personal data
-);
-
 CREATE TABLE case_personal (
     case_id          INTEGER PRIMARY KEY REFERENCES cases (id),
     requester_email  TEXT NOT NULL DEFAULT '',
@@ -82,64 +44,22 @@ CREATE TABLE case_personal (
     reasons          TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(reasons))
 );
 
-CREATE TABLE emails_v4 (
-    id                     INTEGER PRIMARY KEY,
-    message_id             TEXT    NOT NULL UNIQUE,
-    synthetic_id           INTEGER NOT NULL DEFAULT 0,
-    case_id                INTEGER REFERENCES cases (id),
-    disposition            TEXT    NOT NULL
-                           CHECK (disposition IN ('opened_case', 'follow_up', 'automated', 'historical')),
-    folder                 TEXT,
-    uidvalidity            INTEGER,
-    uid                    INTEGER,
-    received_at            TEXT    NOT NULL,
-    sent_at                TEXT,
-    in_reply_to            TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(in_reply_to)),
-    references_ids         TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(references_ids)),
-    kind                   TEXT    NOT NULL,
-    labels                 TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(labels)),
-    confidence             REAL    NOT NULL DEFAULT 0,
-    language               TEXT    NOT NULL DEFAULT 'und',
-    automated              INTEGER NOT NULL DEFAULT 0,
-    problems               TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(problems)),
-    unreadable             INTEGER NOT NULL DEFAULT 0,
-    html_only              INTEGER NOT NULL DEFAULT 0,
-    attachment_count       INTEGER NOT NULL DEFAULT 0,
-    size                   INTEGER NOT NULL DEFAULT 0,
-    sender_check           TEXT    NOT NULL DEFAULT 'unknown' CHECK (sender_check IN ('pass', 'fail', 'unknown')),
-    sender_check_detail    TEXT    NOT NULL DEFAULT '',
-    split_case_id          INTEGER REFERENCES cases (id),
-    created_at             TEXT    NOT NULL
-);
-
-CREATE TABLE email_contents (
+CREATE TABLE email_contents (                   -- what an email says, and who it names
     email_id        INTEGER PRIMARY KEY REFERENCES emails (id),
+    subject         TEXT NOT NULL DEFAULT '',
     from_name       TEXT NOT NULL DEFAULT '',
     from_addr       TEXT NOT NULL DEFAULT '',
     reply_to        TEXT NOT NULL DEFAULT '',
     to_addrs        TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(to_addrs)),
     cc_addrs        TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(cc_addrs)),
-    subject         TEXT NOT NULL DEFAULT '',
     headers         TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(headers)),
-    body_text       TEXT NOT NULL DEFAULT '',
-    new_text        TEXT NOT NULL DEFAULT '',
+    new_text        TEXT NOT NULL DEFAULT '',      -- what the sender wrote now
+    body_text       TEXT NOT NULL DEFAULT '',      -- the whole text
     quoted_text     TEXT NOT NULL DEFAULT '',
     signature       TEXT NOT NULL DEFAULT '',
+    reasons         TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(reasons)),   -- the classifier's quotes
     attachments     TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(attachments)),
-    reasons         TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(reasons)),
-    raw             BLOB                          -- the message without attachment content
-);
-
-CREATE TABLE outbound_emails_v4 (
-    id               INTEGER PRIMARY KEY,
-    case_id          INTEGER NOT NULL REFERENCES cases (id),
-    message_id       TEXT    NOT NULL UNIQUE,
-    purpose          TEXT    NOT NULL DEFAULT 'reply',
-    language         TEXT    NOT NULL DEFAULT 'und',
-    in_reply_to      TEXT    NOT NULL DEFAULT '',
-    references_ids   TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(references_ids)),
-    author           TEXT    NOT NULL,
-    created_at       TEXT    NOT NULL
+    raw             BLOB                           -- the message without attachment content
 );
 
 CREATE TABLE outbound_contents (
@@ -149,23 +69,10 @@ CREATE TABLE outbound_contents (
     body         TEXT NOT NULL
 );
 
-CREATE TABLE audit_events_v4 (
-    id           INTEGER PRIMARY KEY,
-    case_id      INTEGER REFERENCES cases (id),
-    at           TEXT    NOT NULL,
-    actor        TEXT    NOT NULL,                 -- Slack user id, or "system"
-    action       TEXT    NOT NULL,
-    before       TEXT    CHECK (before IS NULL OR json_valid(before)),
-    after        TEXT    CHECK (after IS NULL OR json_valid(after)),
-    text_id      INTEGER REFERENCES free_texts (id),
-    email_id     INTEGER REFERENCES emails (id),
-    outbound_id  INTEGER REFERENCES outbound_emails (id)
-);
-
+-- kinds are checked by the program (storage/outbox.py), so that new kinds need no table rebuild
 CREATE TABLE outbox (
     id           INTEGER PRIMARY KEY,
-    kind         TEXT    NOT NULL CHECK (kind IN ('root', 'root_update', 'email_reply', 'checklist',
-                          'checklist_update', 'note', 'note_update', 'email')),
+    kind         TEXT    NOT NULL,
     case_id      INTEGER REFERENCES cases (id),
     parent_id    INTEGER REFERENCES outbox (id),   -- the message a reply goes under, or an update changes
     email_id     INTEGER REFERENCES emails (id),
@@ -182,6 +89,50 @@ CREATE TABLE outbox (
     channel      TEXT,
     result       TEXT                              -- the Slack ts, or the Message-ID accepted
 );
+
+CREATE TABLE job_runs (
+    job        TEXT NOT NULL,
+    run_key    TEXT NOT NULL,                      -- e.g. the local date of a daily job
+    done_at    TEXT NOT NULL,
+    PRIMARY KEY (job, run_key)
+);
+
+ALTER TABLE cases ADD COLUMN extension_text_id INTEGER REFERENCES free_texts (id);
+ALTER TABLE cases ADD COLUMN outcome_text_id INTEGER REFERENCES free_texts (id);
+ALTER TABLE cases ADD COLUMN erased_at TEXT;     -- retention erased its personal data
+ALTER TABLE emails ADD COLUMN attachment_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE emails ADD COLUMN sender_check TEXT NOT NULL DEFAULT 'unknown'
+    CHECK (sender_check IN ('pass', 'fail', 'unknown'));
+ALTER TABLE emails ADD COLUMN sender_check_detail TEXT NOT NULL DEFAULT '';
+ALTER TABLE outbound_emails ADD COLUMN purpose TEXT NOT NULL DEFAULT 'reply';
+ALTER TABLE audit_events ADD COLUMN text_id INTEGER REFERENCES free_texts (id);
+ALTER TABLE audit_events ADD COLUMN email_id INTEGER REFERENCES emails (id);
+ALTER TABLE audit_events ADD COLUMN outbound_id INTEGER REFERENCES outbound_emails (id);
+DROP TRIGGER audit_events_no_update;              -- for the rewrite below; created again at the end
+"""
+
+#: Schema 3's personal and Slack columns, gone once their content has a place of its own.
+DROPS = """
+DROP INDEX cases_unposted;
+DROP INDEX cases_requester;
+DROP INDEX emails_unposted;
+DROP INDEX outbound_emails_pending;
+DROP TABLE thread_notes;
+""" + "".join(
+    f"ALTER TABLE {table} DROP COLUMN {column};\n"
+    for table, columns in {
+        "cases": "requester_email requester_name subject reasons extension_reason outcome_note slack_channel "
+        "slack_root_ts root_post_started_at rendered_version rendered_on checklist_ts checklist_post_started_at "
+        "checklist_version checklist_rendered_version",
+        "emails": "from_name from_addr reply_to to_addrs cc_addrs subject headers body_text new_text quoted_text "
+        "signature attachments reasons raw slack_ts slack_post_started_at",
+        "outbound_emails": "to_addr subject body send_started_at sent_at failed_at attempts last_error",
+        "audit_events": "note",
+    }.items()
+    for column in columns.split()
+)
+
+INDEXES = """
 CREATE INDEX outbox_pending ON outbox (id) WHERE done_at IS NULL AND failed_at IS NULL;
 CREATE INDEX outbox_case ON outbox (case_id, kind);
 CREATE INDEX outbox_parent ON outbox (parent_id);
@@ -194,32 +145,14 @@ CREATE UNIQUE INDEX outbox_one_email ON outbox (outbound_id) WHERE kind = 'email
 CREATE UNIQUE INDEX outbox_one_waiting_update ON outbox (parent_id)
     WHERE kind IN ('root_update', 'checklist_update', 'note_update')
     AND done_at IS NULL AND failed_at IS NULL AND started_at IS NULL;
-
-CREATE TABLE job_runs (
-    job        TEXT NOT NULL,
-    run_key    TEXT NOT NULL,                      -- e.g. the local date of a daily job
-    done_at    TEXT NOT NULL,
-    PRIMARY KEY (job, run_key)
-);
-"""
-
-INDEXES = """
 CREATE INDEX cases_open_due ON cases (due_date) WHERE status != 'resolved';
 CREATE INDEX cases_open_assignee ON cases (assignee, due_date) WHERE status != 'resolved';
 CREATE INDEX cases_received ON cases (received_date);
 CREATE INDEX cases_closed ON cases (closed_at) WHERE closed_at IS NOT NULL;
 CREATE INDEX cases_split_from ON cases (split_from_case_id) WHERE split_from_case_id IS NOT NULL;
 CREATE INDEX cases_message_id ON cases (message_id);
-CREATE INDEX emails_case ON emails (case_id);
-CREATE INDEX emails_uid ON emails (folder, uidvalidity, uid);
-CREATE INDEX outbound_emails_case ON outbound_emails (case_id);
-CREATE INDEX audit_case ON audit_events (case_id, id);
 CREATE INDEX audit_action_at ON audit_events (action, at);
 CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
-BEGIN
-    SELECT RAISE(ABORT, 'audit_events is append-only');
-END;
-CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
 BEGIN
     SELECT RAISE(ABORT, 'audit_events is append-only');
 END;
@@ -239,9 +172,8 @@ def migrate(conn: sqlite3.Connection) -> None:
         _emails(conn)
         _outbound(conn)
         events = _audit(conn, texts)
-        _outbox(conn, texts, events)  # reads schema 3's Slack columns, so before the rebuild
-        _replace_tables(conn)
-        _run_each(conn, INDEXES)  # executescript would commit the migration's transaction
+        _outbox(conn, texts, events)  # reads schema 3's Slack columns, so before they are dropped
+        _run_each(conn, DROPS + INDEXES)  # executescript would commit the migration's transaction
     finally:
         conn.row_factory = None
 
@@ -265,56 +197,32 @@ class _Texts:
 
 
 def _cases(conn: sqlite3.Connection, texts: _Texts) -> None:
+    conn.execute(
+        "INSERT INTO case_personal (case_id, requester_email, requester_name, subject, reasons) "
+        "SELECT id, requester_email, requester_name, subject, reasons FROM cases"
+    )
     for c in conn.execute("SELECT * FROM cases ORDER BY id").fetchall():
-        extension = (
-            texts.add(c["id"], "extension_reason", c["extension_reason"], c["extended_at"] or c["updated_at"])
-            if c["extension_reason"]
-            else None
-        )
-        outcome = (
-            texts.add(c["id"], "outcome_note", c["outcome_note"], c["closed_at"] or c["updated_at"])
-            if c["outcome_note"]
-            else None
-        )
-        conn.execute(
-            "INSERT INTO cases_v4 (id, ref, kind, labels, confidence, needs_review, language, status, message_id, "
-            "received_at, received_date, due_date, unreadable, assignee, identity_status, identity_method, "
-            "identity_by, identity_at, sender_check, sender_check_detail, extended_at, extension_text_id, "
-            "waiting_since, waiting_for, status_before_wait, paused_days, outcome, outcome_text_id, "
-            "recipients_informed, resolved_on_time, split_from_case_id, version, created_at, updated_at, closed_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "?, ?, ?)",
-            (
-                c["id"], c["ref"], c["kind"], c["labels"], c["confidence"], c["needs_review"], c["language"],
-                c["status"], c["message_id"], c["received_at"], c["received_date"], c["due_date"],
-                c["unreadable"], c["assignee"], c["identity_status"], c["identity_method"], c["identity_by"],
-                c["identity_at"], c["sender_check"], c["sender_check_detail"], c["extended_at"], extension,
-                c["waiting_since"], c["waiting_for"], c["status_before_wait"], c["paused_days"], c["outcome"],
-                outcome, c["recipients_informed"], c["resolved_on_time"], c["split_from_case_id"], c["version"],
-                c["created_at"], c["updated_at"], c["closed_at"],
-            ),
-        )  # fmt: skip
-        conn.execute(
-            "INSERT INTO case_personal (case_id, requester_email, requester_name, subject, reasons) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (c["id"], c["requester_email"], c["requester_name"], c["subject"], c["reasons"]),
-        )
+        extension = outcome = None
+        if c["extension_reason"]:
+            extension = texts.add(
+                c["id"], "extension_reason", c["extension_reason"], c["extended_at"] or c["updated_at"]
+            )
+        if c["outcome_note"]:
+            outcome = texts.add(c["id"], "outcome_note", c["outcome_note"], c["closed_at"] or c["updated_at"])
+        if extension or outcome:
+            conn.execute(
+                "UPDATE cases SET extension_text_id = ?, outcome_text_id = ? WHERE id = ?",
+                (extension, outcome, c["id"]),
+            )
 
 
 def _emails(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "INSERT INTO emails_v4 (id, message_id, synthetic_id, case_id, disposition, folder, uidvalidity, uid, "
-        "received_at, sent_at, in_reply_to, references_ids, kind, labels, confidence, language, automated, problems, "
-        "unreadable, html_only, attachment_count, size, split_case_id, created_at) "
-        "SELECT id, message_id, synthetic_id, case_id, disposition, folder, uidvalidity, uid, received_at, sent_at, "
-        "in_reply_to, references_ids, kind, labels, confidence, language, automated, problems, unreadable, html_only, "
-        "json_array_length(attachments), size, split_case_id, created_at FROM emails"
-    )
+    conn.execute("UPDATE emails SET attachment_count = json_array_length(attachments)")
     # the sender check was made for the email that opened a case; schema 3 kept it on the case
     conn.execute(
-        "UPDATE emails_v4 SET (sender_check, sender_check_detail) = "
-        "(SELECT c.sender_check, c.sender_check_detail FROM cases c WHERE c.id = emails_v4.case_id) "
-        "WHERE disposition = 'opened_case' AND EXISTS (SELECT 1 FROM cases c WHERE c.id = emails_v4.case_id)"
+        "UPDATE emails SET (sender_check, sender_check_detail) = "
+        "(SELECT c.sender_check, c.sender_check_detail FROM cases c WHERE c.id = emails.case_id) "
+        "WHERE disposition = 'opened_case' AND EXISTS (SELECT 1 FROM cases c WHERE c.id = emails.case_id)"
     )
     conn.execute(
         "INSERT INTO email_contents (email_id, from_name, from_addr, reply_to, to_addrs, cc_addrs, subject, headers, "
@@ -325,11 +233,6 @@ def _emails(conn: sqlite3.Connection) -> None:
 
 
 def _outbound(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "INSERT INTO outbound_emails_v4 (id, case_id, message_id, language, in_reply_to, references_ids, author, "
-        "created_at) SELECT id, case_id, message_id, language, in_reply_to, references_ids, author, created_at "
-        "FROM outbound_emails"
-    )
     conn.execute(
         "INSERT INTO outbound_contents (outbound_id, to_addr, subject, body) "
         "SELECT id, to_addr, subject, body FROM outbound_emails"
@@ -353,29 +256,24 @@ def _audit(conn: sqlite3.Connection, texts: _Texts) -> dict[int, int]:
         if e["note"] and e["action"] == "case.replied":
             after = {**(after or {}), "characters": _leading_number(e["note"])}
         conn.execute(
-            "INSERT INTO audit_events_v4 (id, case_id, at, actor, action, before, after, text_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "UPDATE audit_events SET before = ?, after = ?, text_id = ? WHERE id = ?",
             (
-                e["id"],
-                e["case_id"],
-                e["at"],
-                e["actor"],
-                e["action"],
                 json.dumps(before, ensure_ascii=False, separators=(",", ":")) if before is not None else None,
                 json.dumps(after, ensure_ascii=False, separators=(",", ":")) if after is not None else None,
                 text_id,
+                e["id"],
             ),
         )
     # a schema 3 reply event is followed, in its transaction, by its outbound email
     conn.execute(
-        "UPDATE audit_events_v4 SET outbound_id = (SELECT o.id FROM outbound_emails o "
-        "WHERE o.case_id = audit_events_v4.case_id AND o.created_at = audit_events_v4.at ORDER BY o.id LIMIT 1) "
+        "UPDATE audit_events SET outbound_id = (SELECT o.id FROM outbound_emails o "
+        "WHERE o.case_id = audit_events.case_id AND o.created_at = audit_events.at ORDER BY o.id LIMIT 1) "
         "WHERE action = 'case.replied'"
     )
     # the email a follow-up or machine-message event is about (written in the same transaction)
     conn.execute(
-        "UPDATE audit_events_v4 SET email_id = (SELECT m.id FROM emails m WHERE m.case_id = audit_events_v4.case_id "
-        "AND m.created_at = audit_events_v4.at ORDER BY m.id DESC LIMIT 1) "
+        "UPDATE audit_events SET email_id = (SELECT m.id FROM emails m WHERE m.case_id = audit_events.case_id "
+        "AND m.created_at = audit_events.at ORDER BY m.id DESC LIMIT 1) "
         "WHERE action IN ('case.opened', 'email.follow_up', 'email.automated')"
     )
     events: dict[int, int] = {}
@@ -397,13 +295,6 @@ def _audit(conn: sqlite3.Connection, texts: _Texts) -> dict[int, int]:
 def _leading_number(text: str) -> int:
     digits = text.split(" ", 1)[0]
     return int(digits) if digits.isdigit() else 0
-
-
-def _replace_tables(conn: sqlite3.Connection) -> None:
-    for table in ("cases", "emails", "outbound_emails", "audit_events"):
-        conn.execute(f"DROP TABLE {table}")
-        conn.execute(f"ALTER TABLE {table}_v4 RENAME TO {table}")
-    conn.execute("DROP TABLE thread_notes")
 
 
 class _Outbox:
