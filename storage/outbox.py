@@ -56,6 +56,8 @@ class Outbox:
     # --- queueing ------------------------------------------------------------------------------------
     async def _add(self, kind: str, **refs: int | None) -> int | None:
         """Queue a row; None when an equivalent one is already there (an update waiting, say)."""
+        if kind not in KINDS:
+            raise ValueError(f"not a kind of outbox row: {kind!r}")
         refs = {k: v for k, v in refs.items() if v is not None}
         cols = ", ".join(["kind", "created_at", *refs])
         marks = ", ".join("?" * (len(refs) + 2))
@@ -205,14 +207,3 @@ class Outbox:
         return await self._db.fetch(
             OutboxRow, f"{_SELECT} WHERE o.kind = ? AND o.case_id = ?", (kind, case_id)
         )
-
-    async def note_of(self, event_id: int) -> OutboxRow | None:
-        """The note row that records an audit event."""
-        return await self._db.fetch(
-            OutboxRow, f"{_SELECT} WHERE o.kind = 'note' AND o.event_id = ?", (event_id,)
-        )
-
-    async def waiting(self) -> int:
-        """How many rows are neither done nor failed."""
-        row = await self._db.one("SELECT COUNT(*) FROM outbox WHERE done_at IS NULL AND failed_at IS NULL")
-        return int(row[0]) if row else 0

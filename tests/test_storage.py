@@ -1,6 +1,6 @@
 """The SQLite store (storage/*.py, storage/migrations/) on real files:
 permissions, pragmas, migrations, case references, constraints, transactions, the mailbox cursor
-and the queries that drive Slack publishing."""
+and the outbox."""
 
 from __future__ import annotations
 
