@@ -20,7 +20,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -104,6 +104,8 @@ class OutboxWorker:
             for s in senders
         }
         self.database = Outage("the database (outbox)", logger)
+        #: the destination of the message being sent right now, if any (a stop waits for an email)
+        self.sending: str | None = None
         self._database_backoff = Backoff(base=1.0, cap=60.0)
         self._wake = asyncio.Event()
 
@@ -140,7 +142,7 @@ class OutboxWorker:
         waits = [self.idle_interval]
         now = time.monotonic()
         waits += [d.paused_until - now for d in self.destinations.values() if d.paused_until > now]
-        retry = await self.store.outbox.next_attempt_at()
+        retry = await self.store.outbox.next_attempt_at(after=self.clock())
         if retry is not None:
             waits.append((retry - self.clock()).total_seconds())
         return max(0.01, min(waits))
@@ -162,13 +164,14 @@ class OutboxWorker:
     async def _attempt(self, row: OutboxRow, sender: Sender) -> None:
         destination = self.destinations[sender.destination]
         await self.store.outbox.mark_started(row.id, at=self.clock())
+        self.sending = sender.destination
         try:
             delivered = await sender.send(row)
         except Unavailable as e:
             destination.outage.failed(e)
             delay = max(destination.backoff.next_delay(), e.retry_after or 0.0)
             destination.paused_until = time.monotonic() + delay
-            await self.store.outbox.retry_later(row.id, not_before=self.clock(), error=e.reason)
+            await self.store.outbox.retry_later(row.id, not_before=None, error=e.reason)  # with them all
             return
         except TryLater as e:
             wait = self.message_backoff.delay(row.attempts + 1)
@@ -188,19 +191,33 @@ class OutboxWorker:
             logger.error("outbox row %d (%s) failed: %s", row.id, row.kind, redacted(e))
             await self._fail(row, f"it could not be sent ({type(e).__name__})", sender)
             return
+        finally:
+            self.sending = None
         destination.outage.recovered()
         destination.backoff.reset()
-        async with self.store.transaction(now=self.clock()) as tx:
-            await tx.outbox.mark_done(row.id, result=delivered.result, channel=delivered.channel)
-            await sender.sent(tx, row, delivered)
+        # what was delivered is recorded on its own first: nothing that follows may undo it
+        await self.store.outbox.mark_done(row.id, result=delivered.result, channel=delivered.channel)
+        await self._then(row, "sent", lambda tx: sender.sent(tx, row, delivered))
 
     async def _fail(self, row: OutboxRow, reason: str, sender: Sender | None = None) -> None:
+        await self.store.outbox.mark_failed(row.id, error=reason)
         sender = sender or self._senders.get(row.kind)
-        async with self.store.transaction(now=self.clock()) as tx:
-            await tx.outbox.mark_failed(row.id, error=reason)
-            if sender is not None:
-                await sender.refused(tx, row, reason)
+        if sender is not None:
+            await self._then(row, "refused", lambda tx: sender.refused(tx, row, reason))
         self.notify()  # what the refusal queued (a note) goes out in the next round
+
+    async def _then(self, row: OutboxRow, what: str, effect: Callable[[Tx], Awaitable[None]]) -> None:
+        """What follows a message's fate in its case (an audit event, a note), in a transaction of
+        its own."""
+        try:
+            async with self.store.transaction(now=self.clock()) as tx:
+                await effect(tx)
+        except Exception as e:
+            # Error boundary, as for sending: recording what followed must not undo the delivery
+            # (it would be sent again) nor stop the other messages.
+            logger.error(
+                "outbox row %d (%s): recording that it was %s failed: %s", row.id, row.kind, what, redacted(e)
+            )
 
     async def drained(self) -> bool:
         """Whether nothing waits that could be sent now: rows held back by their backoff, or for a

@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 #: How long the loops get to finish on their own after a stop, before they are cancelled.
 SHUTDOWN_GRACE = 5.0
+#: How long more a stop waits for an email being handed to the mail server (its SMTP timeout).
+EMAIL_GRACE = 35.0
 
 
 async def run(
@@ -118,7 +120,7 @@ async def run(
             for idle in (connection, warm):  # nothing to finish: a connection attempt, a lookup
                 idle.cancel()
             await watcher.stop()
-            await _finish([*working, connection, warm])
+            await _finish([*working, connection, warm], outbox=outbox)
     logger.info("stopped")
     return status
 
@@ -138,15 +140,18 @@ async def _until_stopped(stop: asyncio.Event, loops: list[asyncio.Task[None]]) -
     return 1
 
 
-async def _finish(tasks: list[asyncio.Task[object]]) -> None:
-    """Give the loops a short grace to end on their own, then cancel what is left."""
-    if not tasks:
-        return
+async def _finish(tasks: list[asyncio.Task[object]], *, outbox: OutboxWorker) -> None:
+    """Give the loops a short grace to end on their own — longer while an email is being handed
+    to the mail server (cut off, it would be sent again) — then cancel what is left. A loop's
+    error was logged when it ended; it is not raised again here."""
     _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
+    if pending and outbox.sending == "smtp":
+        logger.info("waiting for the email being sent")
+        _, pending = await asyncio.wait(pending, timeout=EMAIL_GRACE)
     for task in pending:
         task.cancel()
     for task in tasks:
-        with suppress(asyncio.CancelledError, *SLACK_FAILURES):
+        with suppress(asyncio.CancelledError, Exception):
             await task
 
 

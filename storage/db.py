@@ -20,7 +20,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -209,13 +209,16 @@ async def _within(
     """A transaction on `conn`, holding `lock`: committed at the end of the block when `commit`,
     else (and whenever the block raises) rolled back."""
     async with lock:
-        await conn.execute(begin)
         try:
+            await conn.execute(begin)
             yield Session(conn)
+            await (conn.commit() if commit else conn.rollback())
         except BaseException:
-            await conn.rollback()
+            # whatever failed (the block, the commit itself, a cancellation while BEGIN ran), the
+            # connection must not stay inside the transaction: aiosqlite runs this after the BEGIN
+            with suppress(sqlite3.Error):
+                await conn.rollback()
             raise
-        await (conn.commit() if commit else conn.rollback())
 
 
 def _prepare_file(path: Path) -> None:
@@ -249,6 +252,9 @@ async def _connect(path: Path, *, readonly: bool) -> aiosqlite.Connection:
             await conn.execute("PRAGMA synchronous = FULL")
         await conn.execute("PRAGMA foreign_keys = ON")
         await conn.execute("PRAGMA busy_timeout = 10000")
+        # what is deleted or replaced is overwritten in the file, not only unlinked (the data is
+        # personal: retention must really erase it); not every SQLite build does this by default
+        await conn.execute("PRAGMA secure_delete = ON")
         row = await (await conn.execute("PRAGMA user_version")).fetchone()
         if row is None or int(row[0]) != LATEST:
             raise StorageError("the database schema changed while it was being opened")

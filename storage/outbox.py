@@ -159,10 +159,11 @@ class Outbox:
             (limit,),
         )
 
-    async def next_attempt_at(self) -> datetime | None:
-        """The earliest time a row held back by its backoff may be tried again."""
+    async def next_attempt_at(self, *, after: datetime) -> datetime | None:
+        """The earliest time after `after` at which a row held back by its backoff may be tried."""
         row = await self._db.one(
-            "SELECT MIN(not_before) FROM outbox WHERE done_at IS NULL AND failed_at IS NULL AND not_before IS NOT NULL"
+            "SELECT MIN(not_before) FROM outbox WHERE done_at IS NULL AND failed_at IS NULL AND not_before > ?",
+            (iso(after),),
         )
         return parse_instant(row[0]) if row else None
 
@@ -180,10 +181,12 @@ class Outbox:
             (iso(self._clock()), result, channel, row_id),
         )
 
-    async def retry_later(self, row_id: int, *, not_before: datetime, error: str) -> None:
-        """Turned away for now: try again from `not_before`."""
+    async def retry_later(self, row_id: int, *, not_before: datetime | None, error: str) -> None:
+        """Not delivered this time: try again from `not_before` (None: as soon as its destination
+        can be reached again)."""
         await self._db.run(
-            "UPDATE outbox SET not_before = ?, last_error = ? WHERE id = ?", (iso(not_before), error, row_id)
+            "UPDATE outbox SET not_before = ?, last_error = ? WHERE id = ?",
+            (iso(not_before) if not_before else None, error, row_id),
         )
 
     async def mark_failed(self, row_id: int, *, error: str) -> None:

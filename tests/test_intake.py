@@ -242,6 +242,23 @@ async def test_the_stored_raw_message_keeps_no_attachment_content(inbox: Store) 
     assert b"PASSPORT-SCAN" not in raw and b"UEFTU1BPUlQ" not in raw  # nor its base64
     assert b"content not stored" in raw
     assert b"PASSPORT-SCAN" not in inbox.path.read_bytes()
+    from handlers.mail_in.parsing import strip_attachments
+
+    assert strip_attachments(raw) == raw  # nothing more to remove the second time
+    fallback = await take_in_unparsed(
+        inbox, message(m.as_bytes(), 2), RuntimeError("boom"), calendar=CALENDAR
+    )
+    assert fallback.action == "duplicate" or fallback.case_ref  # stored once; the fallback strips too
+    again = EmailMessage()
+    again["From"] = "Ana Lopez <ana@example.org>"
+    again["Subject"] = "Scan"
+    again.set_content("see attached")
+    again.add_attachment(b"SECOND-SCAN-" * 500, maintype="image", subtype="png", filename="scan.png")
+    out = await take_in_unparsed(inbox, message(again.as_bytes(), 3), RuntimeError("boom"), calendar=CALENDAR)
+    case = await inbox.cases.by_ref(out.case_ref or "")
+    assert case is not None
+    [kept] = await inbox.mail.of_case(case.id)
+    assert b"SECOND-SCAN" not in (await inbox.mail.raw(kept.id) or b"")
 
 
 async def test_a_refused_transition_during_intake_is_taken_in_and_flagged(inbox: Store) -> None:

@@ -238,3 +238,23 @@ async def test_attachment_content_stored_by_schema_3_is_removed_once(migrated: t
         assert stored is not None and again.new_text.strip() == stored.new_text.strip()
         assert [a.filename for a in again.attachments] == [a["filename"] for a in stored.attachments]
     assert await STRIP_ATTACHMENTS.run(store, "schema-4", now) == 0  # once
+
+
+async def test_events_point_to_their_own_emails_and_checklist_changes_are_kept(
+    migrated: tuple[Store, Path],
+) -> None:
+    store, before = migrated
+    opened = {r["id"]: r["message_id"] for r in v3_rows(before, "SELECT id, message_id FROM cases")}
+    for case_id, message_id in opened.items():
+        for event in await store.audit.trail(case_id):
+            if event.action in ("case.opened", "email.follow_up", "email.automated") and event.email_id:
+                email = await store.mail.get(event.email_id)
+                assert email is not None and email.case_id == case_id
+                assert email.disposition == {"case.opened": "opened_case"}.get(event.action, event.action[6:])
+                if event.action == "case.opened":
+                    assert email.message_id == message_id
+            if event.action == "case.replied":
+                assert event.outbound_id is not None
+    ticks = [e for e in await store.audit.trail(1) if e.action == "case.checklist"]
+    assert ticks and all(e.after and e.after["changes"] for e in ticks)
+    assert ["ticked", "Newsletter (hosting provider)"] in ticks[0].after["changes"]  # type: ignore[index, operator]

@@ -176,3 +176,35 @@ async def test_the_worker_sleeps_until_a_held_back_message_is_due(store: Store) 
     worker = OutboxWorker(store, [FakeSender("smtp", frozenset({"email"}))], clock=clock, idle_interval=60)
     assert not await worker.work_once()
     assert 6.9 <= await worker._idle_for() <= 7.0
+
+
+async def test_during_an_outage_the_worker_sleeps_until_the_destination_may_be_tried(store: Store) -> None:
+    emails = await queue_emails(store, 2)
+    smtp = FakeSender("smtp", frozenset({"email"}), down=True)
+    worker = OutboxWorker(store, [smtp], clock=Clock(), destination_backoff=Backoff(base=20, cap=20))
+    assert await worker.work_once()
+    assert not await worker.work_once()  # paused: nothing is tried
+    assert await worker._idle_for() > 5  # not a busy loop while the outage lasts
+    row = await store.outbox.get(emails[0])
+    assert row is not None and row.not_before is None and "down" in row.last_error
+
+
+async def test_what_follows_a_delivery_failing_neither_undoes_it_nor_stops_the_others(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids = await roots(store, 2)
+
+    class Fragile(FakeSender):
+        async def sent(self, tx: Tx, row: OutboxRow, delivered: Delivered) -> None:
+            if row.id == ids[0]:
+                raise KeyError("a bug in what follows")
+
+    sender = Fragile("slack", SLACK)
+    worker = OutboxWorker(store, [sender], clock=Clock())
+    with caplog.at_level(logging.ERROR, logger="bot.outbox"):
+        while await worker.work_once():
+            pass
+    assert sender.sent_rows == ids  # each sent once, the second too
+    first = await store.outbox.get(ids[0])
+    assert first is not None and first.done_at is not None  # not sent again
+    assert "recording that it was sent failed" in caplog.text

@@ -287,3 +287,54 @@ async def test_long_and_odd_emails_still_fit_slack_limits(
     text = json.dumps(reply["blocks"])
     assert "more characters are stored with the case" in text
     assert "and 100 more" in text
+
+
+async def test_a_reply_into_a_thread_deleted_in_slack_fails_alone(
+    store: Store, client: AsyncWebClient, slack: SlackStandIn
+) -> None:
+    await seed(store, "access-short-en.eml", "erasure-fr-qp.eml")
+    pub = publisher(store, client)
+    await pub.work_once()  # both roots
+    first, second = slack.roots(CHANNEL)
+    await client.chat_delete(channel=CHANNEL, ts=first["ts"])  # someone deleted the first root
+    await publish_pending(pub)
+    assert not pub.destinations["slack"].paused  # one thread gone is no Slack outage
+    assert len(slack.replies(second["ts"])) == 1  # the other case's thread still gets its email
+    case = await store.cases.by_ref(first["metadata"]["event_payload"]["case_ref"])
+    assert case is not None
+    [reply] = [r for r in await store.outbox.of_case(case.id) if r.kind == "email_reply"]
+    assert reply.failed_at is not None and "thread_not_found" in reply.last_error
+
+
+async def test_a_note_of_schema_3_posted_just_before_a_crash_is_found_by_its_words(
+    store: Store, client: AsyncWebClient, slack: SlackStandIn
+) -> None:
+    await seed(store, "access-short-en.eml")
+    pub = publisher(store, client)
+    await publish_pending(pub)
+    [root] = slack.roots(CHANNEL)
+    case = await store.cases.by_ref(root["metadata"]["event_payload"]["case_ref"])
+    assert case is not None
+    words = "<@UALICE01> claimed the case."
+    await client.chat_postMessage(  # what schema 3 posted: its own note id in the metadata
+        channel=CHANNEL,
+        thread_ts=root["ts"],
+        text=words,
+        metadata={"event_type": "privacy_case_note", "event_payload": {"case_ref": case.ref, "note_id": 25}},
+    )
+    async with store.transaction(now=NOW) as tx:  # as migration 0004 carried it over, started
+        text_id = await tx.cases.add_text(case.id, "thread_note", words)
+        root_row = await tx.outbox.message("root", case.id)
+        assert root_row is not None
+    import sqlite3
+
+    with sqlite3.connect(store.path) as conn:
+        conn.execute(
+            "INSERT INTO outbox (kind, case_id, parent_id, text_id, created_at, started_at) "
+            "VALUES ('note', ?, ?, ?, ?, ?)",
+            (case.id, root_row.id, text_id, NOW.isoformat(), NOW.isoformat()),
+        )
+    posts = len(slack.calls_to("chat.postMessage"))
+    await publish_pending(pub)
+    assert len(slack.calls_to("chat.postMessage")) == posts  # found, not posted again
+    assert [m["text"] for m in slack.replies(root["ts"])].count(words) == 1

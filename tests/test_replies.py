@@ -395,3 +395,22 @@ async def test_an_address_needing_smtputf8_is_sent_by_a_server_that_has_it(
         assert server.recipients == [["josé@xn--exmple-cua.de"]]
     finally:
         server.controller.stop()
+
+
+async def test_a_server_without_starttls_delays_the_replies_but_refuses_none(
+    settings: Settings, slack: SlackStandIn, store: Store, sink: Sink
+) -> None:
+    """A setup problem (STARTTLS required, the server offers none) is an outage: the replies wait
+    for it to be fixed; they are not refused one by one."""
+    async with _desk(settings, slack, store, sink) as desk:
+        desk.outbox._senders["email"] = SmtpSender(  # type: ignore[index]
+            store, SmtpSettings(host="127.0.0.1", port=sink.port, tls="starttls"), mail_from=MAIL_FROM
+        )
+        ref = await desk.deliver(ACCESS_AND_ERASURE)
+        assert ref is not None
+        view = await desk.open_modal(ref, "case.reply", user=ALICE)
+        await desk.submit(view, user=ALICE, values={"body": "Hello"})
+        await wait_until(lambda: desk.outbox.outage("smtp").failures >= 1, 10)
+        [row] = [r for r in await store.outbox.of_case((await desk.case(ref)).id) if r.kind == "email"]
+        assert row.failed_at is None and row.done_at is None and "SMTPNotSupportedError" in row.last_error
+        assert not any("could not be delivered" in n for n in desk.notes(ref))

@@ -596,7 +596,8 @@ async def test_thread_replies_wait_for_their_root_and_backoff_holds_a_row(store:
     ]
     await store.outbox.retry_later(replies[0].id, not_before=NOW + timedelta(minutes=5), error="SMTP 451")
     assert [r.id for r in await store.outbox.due(now=NOW) if r.kind == "email_reply"] == [replies[1].id]
-    assert await store.outbox.next_attempt_at() == NOW + timedelta(minutes=5)
+    assert await store.outbox.next_attempt_at(after=NOW) == NOW + timedelta(minutes=5)
+    assert await store.outbox.next_attempt_at(after=NOW + timedelta(minutes=5)) is None  # not one in the past
     assert replies[0].id in [r.id for r in await store.outbox.due(now=NOW + timedelta(minutes=5))]
     await store.outbox.mark_failed(replies[1].id, error="refused")
     assert replies[1].id not in [r.id for r in await store.outbox.due(now=NOW + timedelta(hours=1))]

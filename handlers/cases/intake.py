@@ -136,6 +136,7 @@ async def take_in_unparsed(
     read" opened (or nothing, if its content was already stored). Uses no parsing at all."""
     message_id = synthetic_message_id(message.raw)
     problem = f"intake failed: {type(error).__name__}"
+    raw = await asyncio.to_thread(strip_attachments, message.raw)  # never raises
     async with store.transaction(now=now or system_clock()) as tx:
         if await tx.mail.exists(message_id):
             outcome = IntakeOutcome("duplicate", message_id)
@@ -170,7 +171,7 @@ async def take_in_unparsed(
                 problems=[problem],
                 unreadable=1,
                 size=len(message.raw),
-                raw=message.raw,
+                raw=raw,
             )
             await tx.audit.append(
                 case_id=case.id,

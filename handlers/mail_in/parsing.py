@@ -654,6 +654,8 @@ def _strip(part: Message, depth: int) -> bool:
         and not (name and ctype == "text/html")
     ):
         return False
+    if part.get(_REMOVED_HEADER) is not None:
+        return False  # already removed (by an earlier pass)
     size = len(str(part.get_payload())) if part.is_multipart() else len(_payload(part))
     if ctype.startswith("message/") and part.is_multipart():
         part.set_payload([Message()])

@@ -57,7 +57,7 @@ class SmtpSender:
     destination = "smtp"
     kinds = frozenset({"email"})
 
-    def __init__(self, store: Store, server: SmtpServer, *, mail_from: str, timeout: float = 60.0) -> None:
+    def __init__(self, store: Store, server: SmtpServer, *, mail_from: str, timeout: float = 30.0) -> None:
         self.store = store
         self.server = server
         self.mail_from = mail_from
@@ -101,32 +101,48 @@ class SmtpSender:
 
     def _deliver(self, message: EmailMessage, to: str) -> None:
         """Send one message (blocking; runs in a worker thread)."""
-        s = self.server
         try:
-            smtp: smtplib.SMTP
-            context = ssl.create_default_context()
-            if s.tls == "ssl":
-                smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=self.timeout, context=context)
-            else:
-                smtp = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
-            with smtp:
-                if s.tls == "starttls":
-                    smtp.starttls(context=context)
-                if s.username and s.password:
-                    smtp.login(s.username, s.password.reveal())
-                refused = smtp.send_message(message, from_addr=self.mail_from, to_addrs=[to])
-        except smtplib.SMTPNotSupportedError:
-            raise Refused("the mail server does not support SMTPUTF8, which this address needs") from None
-        except smtplib.SMTPRecipientsRefused as e:
-            raise _by_code(next(iter(e.recipients.values()))[0], "recipient") from None
-        except (smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as e:
-            raise _by_code(e.smtp_code, "message") from None
+            smtp = self._connect()
         except smtplib.SMTPAuthenticationError as e:
             raise Unavailable(f"SMTP login refused ({e.smtp_code})") from None
-        except (smtplib.SMTPException, OSError) as e:  # unreachable, disconnected, TLS failed
+        except (smtplib.SMTPException, OSError) as e:  # unreachable, no STARTTLS or AUTH offered, TLS failed
             raise Unavailable(f"SMTP: {type(e).__name__}") from None
+        with smtp:
+            try:
+                refused = smtp.send_message(message, from_addr=self.mail_from, to_addrs=[to])
+            except smtplib.SMTPNotSupportedError:
+                raise Refused("the mail server does not support SMTPUTF8, which this address needs") from None
+            except smtplib.SMTPRecipientsRefused as e:
+                raise _by_code(next(iter(e.recipients.values()))[0], "recipient") from None
+            except smtplib.SMTPSenderRefused as e:  # our MAIL_FROM: every email would be refused alike
+                raise Unavailable(
+                    f"SMTP {e.smtp_code}: the server refuses the sender address (MAIL_FROM)"
+                ) from None
+            except smtplib.SMTPDataError as e:
+                raise _by_code(e.smtp_code, "message") from None
+            except (smtplib.SMTPException, OSError) as e:  # disconnected mid-way
+                raise Unavailable(f"SMTP: {type(e).__name__}") from None
         if refused:  # some recipients refused (there is only one)
             raise _by_code(next(iter(refused.values()))[0], "recipient")
+
+    def _connect(self) -> smtplib.SMTP:
+        """A connection to the server, TLS and login done (blocking)."""
+        s = self.server
+        context = ssl.create_default_context()
+        smtp: smtplib.SMTP
+        if s.tls == "ssl":
+            smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=self.timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
+        try:
+            if s.tls == "starttls":
+                smtp.starttls(context=context)
+            if s.username and s.password:
+                smtp.login(s.username, s.password.reveal())
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
 
 
 def _by_code(code: int, what: str) -> Exception:

@@ -13,7 +13,7 @@ from slack_sdk.errors import SlackApiError
 
 from core.errors import DeliveryError, Refused, Unavailable
 
-__all__ = ["BAD_MESSAGE", "GONE", "SLACK_FAILURES", "as_delivery_error", "error_code"]
+__all__ = ["BAD_MESSAGE", "CHANNEL", "GONE", "SLACK_FAILURES", "as_delivery_error", "error_code"]
 
 #: What a Slack Web API call can raise once slack-sdk's retry handlers have given up.
 SLACK_FAILURES: tuple[type[BaseException], ...] = (
@@ -38,8 +38,21 @@ BAD_MESSAGE = frozenset(
         "no_text",
     }
 )
-#: Errors that mean the message to update is gone (deleted in Slack, or too old to edit).
-GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed", "thread_not_found"})
+#: Errors that mean the message to update, or the thread to reply in, is gone (deleted in Slack,
+#: locked, or too old to edit): about that one message, not about Slack.
+GONE = frozenset(
+    {
+        "message_not_found",
+        "cant_update_message",
+        "edit_window_closed",
+        "thread_not_found",
+        "cannot_reply_to_message",
+        "restricted_action_thread_locked",
+    }
+)
+#: Errors about a channel: an outage of ours when it is the staff channel (everything waits until
+#: someone fixes it), that message's own problem when it is another (a thread in an old channel).
+CHANNEL = frozenset({"channel_not_found", "is_archived", "not_in_channel"})
 
 
 def error_code(error: BaseException) -> str:
@@ -52,12 +65,13 @@ def error_code(error: BaseException) -> str:
         return ""
 
 
-def as_delivery_error(error: BaseException) -> DeliveryError:
-    """What a Slack failure means for a message of the outbox: refused for good when Slack says
-    the message itself is wrong, otherwise Slack is unavailable (down, rate limited, or refusing
-    every message: a revoked token, the bot removed from the channel) and everything waits."""
+def as_delivery_error(error: BaseException, *, own_channel: bool = True) -> DeliveryError:
+    """What a Slack failure means for a message of the outbox: refused for good when Slack says the
+    message itself is wrong or its thread is gone (or its channel, when that is not the staff
+    channel); otherwise Slack is unavailable (down, rate limited, or refusing every message: a
+    revoked token, the bot removed from the channel) and everything waits."""
     code = error_code(error)
-    if code in BAD_MESSAGE:
+    if code in BAD_MESSAGE or code in GONE or (code in CHANNEL and not own_channel):
         return Refused(f"Slack refused the message ({code})")
     retry_after = None
     if isinstance(error, SlackApiError):

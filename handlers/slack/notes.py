@@ -64,8 +64,11 @@ def note_message(event: AuditEvent, context: NoteContext) -> tuple[str, list[dic
     return text, note_blocks(text)
 
 
-def legacy_note(text: str) -> tuple[str, list[dict[str, object]]]:
-    """A note carried over from schema 3, which stored its words: shown as they were."""
+def legacy_note(text: str, case: Case, event: AuditEvent | None) -> tuple[str, list[dict[str, object]]]:
+    """A note carried over from schema 3, which stored its words: shown as they were (an extension
+    note with its button, as schema 3 showed it)."""
+    if event is not None and event.action == "case.extended":
+        return text, notice_note_blocks(text, case)
     return text, note_blocks(text)
 
 

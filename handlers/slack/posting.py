@@ -87,7 +87,8 @@ class SlackSender:
                 return await self._update(row, case, message)
             return await self._post(row, case, message)
         except SLACK_FAILURES as e:
-            raise as_delivery_error(e) from None
+            channel = row.parent_channel or row.channel or self.channel
+            raise as_delivery_error(e, own_channel=channel == self.channel) from None
 
     async def sent(self, tx: Tx, row: OutboxRow, delivered: Delivered) -> None:
         """Nothing follows from a Slack message being posted."""
@@ -102,8 +103,10 @@ class SlackSender:
         thread_ts = row.parent_ts if row.kind != "root" else None
         channel = (row.parent_channel or self.channel) if thread_ts else self.channel
         if row.started_at is not None:  # an earlier attempt may have reached Slack
+            # a note carried over from schema 3 had another id in its metadata: its words find it
+            legacy = text if row.kind == "note" and row.text_id is not None else None
             found = await (self._find_root(case, row.started_at) if thread_ts is None else
-                           self._find_reply(channel, thread_ts, metadata))  # fmt: skip
+                           self._find_reply(channel, thread_ts, metadata, legacy_text=legacy))  # fmt: skip
             if found is not None:
                 logger.info(
                     "case %s: %s found in Slack after a restart", case.ref, row.kind.replace("_", " ")
@@ -179,19 +182,28 @@ class SlackSender:
                 return None
         return None
 
-    async def _find_reply(self, channel: str, thread_ts: str, metadata: dict[str, object]) -> str | None:
-        """The ts of a reply in the thread that carries exactly this metadata, if any."""
+    async def _find_reply(
+        self, channel: str, thread_ts: str, metadata: dict[str, object], *, legacy_text: str | None = None
+    ) -> str | None:
+        """The ts of a reply in the thread that carries exactly this metadata (or, for a note of
+        schema 3, a note of the case with these words), if any."""
         cursor = None
         for _ in range(20):
-            resp = await self.client.conversations_replies(
-                channel=channel, ts=thread_ts, limit=200, include_all_metadata=True, cursor=cursor
-            )
+            try:
+                resp = await self.client.conversations_replies(
+                    channel=channel, ts=thread_ts, limit=200, include_all_metadata=True, cursor=cursor
+                )
+            except SlackApiError as e:
+                if error_code(e) in GONE:
+                    return None  # no thread: nothing of ours was posted in it
+                raise
             for msg in resp.get("messages") or []:
                 md = msg.get("metadata") or {}
-                if (
-                    md.get("event_type") == metadata["event_type"]
-                    and md.get("event_payload") == metadata["event_payload"]
-                ):
+                payload = md.get("event_payload") or {}
+                same_kind = md.get("event_type") == metadata["event_type"]
+                if same_kind and payload == metadata["event_payload"]:
+                    return str(msg["ts"])
+                if same_kind and legacy_text is not None and msg.get("text") == legacy_text:
                     return str(msg["ts"])
             cursor = (resp.get("response_metadata") or {}).get("next_cursor")
             if not resp.get("has_more") or not cursor:
@@ -233,12 +245,12 @@ class SlackSender:
     async def _note(self, row: OutboxRow, case: Case) -> Message:
         note = row if row.kind == "note" else await self.store.outbox.get(row.parent_id or 0)
         assert note is not None
-        if note.text_id is not None:
-            text, blocks = legacy_note(await self.store.cases.text(note.text_id))
+        event = await self.store.audit.get(note.event_id) if note.event_id else None
+        if note.text_id is not None:  # carried over from schema 3, which stored its words
+            text, blocks = legacy_note(await self.store.cases.text(note.text_id), case, event)
+        elif event is None:
+            raise Refused("the event of this note no longer exists")
         else:
-            event = await self.store.audit.get(note.event_id or 0)
-            if event is None:
-                raise Refused("the event of this note no longer exists")
             outbound = await self.store.mail.outbound(event.outbound_id) if event.outbound_id else None
             context = NoteContext(case=case, tz=self.calendar.tz, text=await self.store.cases.text(event.text_id),
                                   outbound=outbound)  # fmt: skip

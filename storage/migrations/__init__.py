@@ -59,6 +59,7 @@ def apply_migrations(path: Path, *, upto: int = LATEST) -> int:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA secure_delete = ON")  # dropped columns held personal data
         current = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if current > LATEST:
             raise StorageError(f"database schema version {current} is newer than this program ({LATEST})")

@@ -22,7 +22,9 @@ Tables keep their rows and ids: personal columns are copied to their new rows an
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+from collections.abc import Callable
 
 from storage.migrations import begin
 
@@ -240,12 +242,18 @@ def _outbound(conn: sqlite3.Connection) -> None:
 
 
 def _audit(conn: sqlite3.Connection, texts: _Texts) -> dict[int, int]:
-    """Copy the audit trail without free text; returns {schema 3 note id: audit event id} for the
-    thread notes that were written in the same transaction as an event."""
+    """Rewrite the audit trail without free text, pointing to it and to the emails each event is
+    about; returns {schema 3 note id: audit event id} for the thread notes written in the same
+    transaction as an event."""
+    emails = _Pairs(conn, "SELECT id, case_id, created_at, disposition, message_id FROM emails ORDER BY id")
+    replies = _Pairs(
+        conn, "SELECT id, case_id, created_at, 'reply' AS disposition, message_id FROM outbound_emails"
+    )
+    opened = {r["id"]: r["message_id"] for r in conn.execute("SELECT id, message_id FROM cases")}
     for e in conn.execute("SELECT * FROM audit_events ORDER BY id").fetchall():
         before = json.loads(e["before"]) if e["before"] else None
         after = json.loads(e["after"]) if e["after"] else None
-        text_id = None
+        text_id = email_id = outbound_id = None
         for side in (before, after):
             for field, purpose in _AUDIT_TEXTS.items():
                 if side is None or field not in side:
@@ -253,29 +261,27 @@ def _audit(conn: sqlite3.Connection, texts: _Texts) -> dict[int, int]:
                 value = side.pop(field)
                 if side is after and isinstance(value, str) and value and e["case_id"] is not None:
                     text_id = texts.add(e["case_id"], purpose, value, e["at"])
-        if e["note"] and e["action"] == "case.replied":
-            after = {**(after or {}), "characters": _leading_number(e["note"])}
+        action = e["action"]
+        if action == "case.replied":  # its email was recorded in the same transaction
+            after = {**(after or {}), "characters": _leading_number(e["note"] or "")}
+            outbound_id = replies.take(e["case_id"], e["at"], "reply")
+        elif action == "case.checklist" and e["note"]:  # "ticked A, unticked B": system names, not personal
+            after = {**(after or {}), "changes": [list(m) for m in _CHECKLIST_CHANGE.findall(e["note"])]}
+        elif action == "case.opened":
+            email_id = emails.take_message(e["case_id"], opened.get(e["case_id"]))
+        elif action in ("email.follow_up", "email.automated"):
+            email_id = emails.take(e["case_id"], e["at"], action.removeprefix("email."))
         conn.execute(
-            "UPDATE audit_events SET before = ?, after = ?, text_id = ? WHERE id = ?",
+            "UPDATE audit_events SET before = ?, after = ?, text_id = ?, email_id = ?, outbound_id = ? WHERE id = ?",
             (
                 json.dumps(before, ensure_ascii=False, separators=(",", ":")) if before is not None else None,
                 json.dumps(after, ensure_ascii=False, separators=(",", ":")) if after is not None else None,
                 text_id,
+                email_id,
+                outbound_id,
                 e["id"],
             ),
         )
-    # a schema 3 reply event is followed, in its transaction, by its outbound email
-    conn.execute(
-        "UPDATE audit_events SET outbound_id = (SELECT o.id FROM outbound_emails o "
-        "WHERE o.case_id = audit_events.case_id AND o.created_at = audit_events.at ORDER BY o.id LIMIT 1) "
-        "WHERE action = 'case.replied'"
-    )
-    # the email a follow-up or machine-message event is about (written in the same transaction)
-    conn.execute(
-        "UPDATE audit_events SET email_id = (SELECT m.id FROM emails m WHERE m.case_id = audit_events.case_id "
-        "AND m.created_at = audit_events.at ORDER BY m.id DESC LIMIT 1) "
-        "WHERE action IN ('case.opened', 'email.follow_up', 'email.automated')"
-    )
     events: dict[int, int] = {}
     notes = conn.execute("SELECT id, case_id, created_at FROM thread_notes ORDER BY id").fetchall()
     used: set[int] = set()
@@ -290,6 +296,33 @@ def _audit(conn: sqlite3.Connection, texts: _Texts) -> dict[int, int]:
             used.add(match)
             events[n["id"]] = match
     return events
+
+
+_CHECKLIST_CHANGE = re.compile(r"(ticked|unticked) (.+?)(?=, (?:ticked|unticked) |$)")
+
+
+class _Pairs:
+    """Emails (or replies) waiting to be paired with the audit events recorded with them: those of
+    the same case, moment and disposition, taken in id order (a backlog stores several a second)."""
+
+    def __init__(self, conn: sqlite3.Connection, sql: str) -> None:
+        self.rows = [dict(r) for r in conn.execute(sql)]
+        self.taken: set[int] = set()
+
+    def _first(self, match: Callable[[dict[str, object]], bool]) -> int | None:
+        for r in self.rows:
+            if int(str(r["id"])) not in self.taken and match(r):
+                self.taken.add(int(str(r["id"])))
+                return int(str(r["id"]))
+        return None
+
+    def take(self, case_id: int | None, at: str, disposition: str) -> int | None:
+        return self._first(
+            lambda r: (r["case_id"], r["created_at"], r["disposition"]) == (case_id, at, disposition)
+        )
+
+    def take_message(self, case_id: int | None, message_id: str | None) -> int | None:
+        return self._first(lambda r: (r["case_id"], r["message_id"]) == (case_id, message_id))
 
 
 def _leading_number(text: str) -> int:
