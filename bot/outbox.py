@@ -195,29 +195,48 @@ class OutboxWorker:
             self.sending = None
         destination.outage.recovered()
         destination.backoff.reset()
-        # what was delivered is recorded on its own first: nothing that follows may undo it
-        await self.store.outbox.mark_done(row.id, result=delivered.result, channel=delivered.channel)
-        await self._then(row, "sent", lambda tx: sender.sent(tx, row, delivered))
+
+        async def done(tx: Tx) -> None:
+            await tx.outbox.mark_done(row.id, result=delivered.result, channel=delivered.channel)
+
+        await self._record(row, "sent", done, lambda tx: sender.sent(tx, row, delivered))
 
     async def _fail(self, row: OutboxRow, reason: str, sender: Sender | None = None) -> None:
-        await self.store.outbox.mark_failed(row.id, error=reason)
         sender = sender or self._senders.get(row.kind)
-        if sender is not None:
-            await self._then(row, "refused", lambda tx: sender.refused(tx, row, reason))
+
+        async def failed(tx: Tx) -> None:
+            await tx.outbox.mark_failed(row.id, error=reason)
+
+        async def told(tx: Tx) -> None:
+            if sender is not None:
+                await sender.refused(tx, row, reason)
+
+        await self._record(row, "refused", failed, told)
         self.notify()  # what the refusal queued (a note) goes out in the next round
 
-    async def _then(self, row: OutboxRow, what: str, effect: Callable[[Tx], Awaitable[None]]) -> None:
-        """What follows a message's fate in its case (an audit event, a note), in a transaction of
-        its own."""
+    async def _record(
+        self,
+        row: OutboxRow,
+        what: str,
+        fate: Callable[[Tx], Awaitable[None]],
+        then: Callable[[Tx], Awaitable[None]],
+    ) -> None:
+        """Record a message's fate and what follows from it in its case (an audit event, a note)
+        in one transaction; if what follows fails, the fate is recorded alone."""
         try:
             async with self.store.transaction(now=self.clock()) as tx:
-                await effect(tx)
+                await fate(tx)
+                await then(tx)
+        except (sqlite3.OperationalError, StorageError):
+            raise  # the database itself: the loop waits and retries
         except Exception as e:
-            # Error boundary, as for sending: recording what followed must not undo the delivery
-            # (it would be sent again) nor stop the other messages.
+            # Error boundary, as for sending: what follows must not undo the delivery (it would be
+            # sent again), nor stop the other messages.
             logger.error(
                 "outbox row %d (%s): recording that it was %s failed: %s", row.id, row.kind, what, redacted(e)
             )
+            async with self.store.transaction(now=self.clock()) as tx:
+                await fate(tx)
 
     async def drained(self) -> bool:
         """Whether nothing waits that could be sent now: rows held back by their backoff, or for a

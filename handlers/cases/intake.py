@@ -121,7 +121,8 @@ async def take_in(
 
 def _read(raw: bytes, authserv_id: str | None) -> _Read:
     email = parse_email(raw)
-    return _Read(email, classify(email), check_sender(email, authserv_id), strip_attachments(raw))
+    kept = strip_attachments(raw) if email.attachments else raw  # nothing to remove: no second parse
+    return _Read(email, classify(email), check_sender(email, authserv_id), kept)
 
 
 async def take_in_unparsed(
