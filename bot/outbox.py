@@ -151,7 +151,7 @@ class OutboxWorker:
         """One round over the rows due now; returns whether any was attempted."""
         for orphan in await self.store.outbox.orphans():
             await self._fail(orphan, "the message it belongs to could not be posted")
-        kinds = [k for k, s in self._senders.items() if not self.destinations[s.destination].paused]
+        kinds = self._reachable_kinds()
         attempted = False
         for row in await self.store.outbox.due(now=self.clock(), kinds=kinds) if kinds else []:
             sender = self._senders[row.kind]
@@ -241,8 +241,12 @@ class OutboxWorker:
     async def drained(self) -> bool:
         """Whether nothing waits that could be sent now: rows held back by their backoff, or for a
         destination waiting out an outage, do not count (for tests and benchmarks)."""
-        kinds = [k for k, s in self._senders.items() if not self.destinations[s.destination].paused]
+        kinds = self._reachable_kinds()
         return not kinds or not await self.store.outbox.due(now=self.clock(), kinds=kinds, limit=1)
+
+    def _reachable_kinds(self) -> list[str]:
+        """The kinds of row whose destination is not waiting out an outage."""
+        return [k for k, s in self._senders.items() if not self.destinations[s.destination].paused]
 
 
 _NAMES = {"slack": "Slack", "smtp": "SMTP server"}

@@ -71,10 +71,9 @@ class Outbox:
         row = await self._db.one("SELECT id FROM outbox WHERE kind = ? AND case_id = ?", (kind, case_id))
         return int(row[0]) if row else None
 
-    async def post_root(self, case_id: int) -> int:
-        """Queue the root message of a new case."""
-        row_id = await self._add("root", case_id=case_id)
-        return row_id or await self._root(case_id)
+    async def post_root(self, case_id: int) -> None:
+        """Queue the root message of a new case (once)."""
+        await self._add("root", case_id=case_id)
 
     async def _root(self, case_id: int) -> int:
         root = await self._of("root", case_id)
@@ -100,18 +99,9 @@ class Outbox:
         else:
             await self._add("checklist_update", case_id=case_id, parent_id=checklist)
 
-    async def post_note(self, case_id: int, event_id: int) -> int:
-        """Queue the thread note that records an audit event."""
-        row_id = await self._add(
-            "note", case_id=case_id, parent_id=await self._root(case_id), event_id=event_id
-        )
-        if row_id is None:
-            row = await self._db.one(
-                "SELECT id FROM outbox WHERE kind = 'note' AND event_id = ?", (event_id,)
-            )
-            assert row is not None
-            row_id = int(row[0])
-        return row_id
+    async def post_note(self, case_id: int, event_id: int) -> None:
+        """Queue the thread note that records an audit event (once)."""
+        await self._add("note", case_id=case_id, parent_id=await self._root(case_id), event_id=event_id)
 
     async def update_note(self, event_id: int) -> None:
         """Queue a re-rendering of the note that records an event (its status changed)."""

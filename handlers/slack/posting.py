@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -212,7 +212,7 @@ class SlackSender:
 
     # --- rendering -----------------------------------------------------------------------------------
     @property
-    def _today(self) -> Any:
+    def _today(self) -> date:
         return self.calendar.local_date(self.clock())
 
     async def _root(self, row: OutboxRow, case: Case) -> Message:
