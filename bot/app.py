@@ -25,6 +25,7 @@ from core.clock import Clock, system_clock
 from core.errors import redacted
 from handlers.cases.deadlines import Calendar
 from handlers.cases.inventory import Inventory
+from handlers.slack.links import Permalinks
 from handlers.slack.staff import StaffDirectory
 from storage.store import Store
 
@@ -44,6 +45,7 @@ class Desk:
     inventory: Inventory | None = None
     notify: Callable[[], None] = lambda: None  # asks the outbox worker for a round
     clock: Clock = system_clock
+    permalinks: Permalinks | None = None  # links to case threads, remembered
 
 
 def build_client(settings: Settings, *, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
@@ -71,6 +73,7 @@ def create_app(
     notify: Callable[[], None] | None = None,
     staff: StaffDirectory | None = None,
     clock: Clock | None = None,
+    permalinks: Permalinks | None = None,
 ) -> AsyncApp:
     """The Bolt app with every listener registered and the services injected as `desk`.
 
@@ -93,6 +96,7 @@ def create_app(
         inventory=inventory,
         notify=notify or (lambda: None),
         clock=clock or system_clock,
+        permalinks=permalinks or Permalinks(client),
     )
 
     @app.middleware

@@ -126,12 +126,20 @@ def _configure_logging(level: str) -> None:
 
 def _run(environ: dict[str, str], http_port: int | None) -> int:
     from bot.runtime import run
+    from core.clock import running_from, system_clock
     from handlers.cases.inventory import load_inventory
 
     settings = Settings.from_env(environ, http_port=http_port)
     inventory = load_inventory(settings.systems_file)
+    clock = system_clock
+    if settings.fake_now is not None:
+        clock = running_from(settings.fake_now)
+        logger.warning(
+            "PRIVACY_DESK_FAKE_NOW is set: the clock starts at %s, not now (rehearsals and tests only)",
+            settings.fake_now.isoformat(),
+        )
     try:
-        return asyncio.run(run(settings, inventory=inventory))
+        return asyncio.run(run(settings, inventory=inventory, clock=clock))
     except StorageError as e:  # the file cannot be created, or was written by a newer version
         raise ConfigError("DATABASE_PATH", str(e)) from None
 

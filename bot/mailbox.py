@@ -12,7 +12,8 @@ last UID) therefore never runs ahead of what is stored.
   Message-ID (synthetic ids are derived from the content).
 - On the first start against a folder that already holds mail, messages that arrived more than
   `backfill_days` ago are recorded as historical and open no case.
-- Connection loss: reconnect with exponential backoff and jitter, logged once per outage.
+- Connection loss: reconnect with exponential backoff and jitter (at most a minute apart), logged
+  once per outage; every failed attempt and every success is told to `health` (the intake alarm).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from bot.settings import ImapSettings
 from core.clock import Clock, system_clock
 from core.errors import MailboxError, StorageError, redacted
 from handlers.cases.intake import IncomingMessage, IntakeOutcome
+from handlers.jobs.intake_alarm import IntakeHealth
 from storage.models import Cursor
 
 __all__ = ["MailboxWatcher"]
@@ -71,6 +73,8 @@ class MailboxWatcher:
         clock: Clock = system_clock,
         backoff: Backoff | None = None,
         token_provider: Callable[[], str] | None = None,
+        health: IntakeHealth | None = None,
+        on_health: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.loop = loop
@@ -80,8 +84,10 @@ class MailboxWatcher:
         self.reset_cursor = reset_cursor
         self.on_delivered = on_delivered
         self.clock = clock
-        self.backoff = backoff or Backoff(base=1.0, cap=300.0)
+        self.backoff = backoff or Backoff(base=1.0, cap=60.0)
         self.token_provider = token_provider
+        self.health = health or IntakeHealth(clock)
+        self.on_health = on_health
         self.outage = Outage("IMAP mailbox", logger)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -124,9 +130,9 @@ class MailboxWatcher:
                 with self._connect() as client:
                     self._session(client)
             except (IMAPClientError, OSError, ssl.SSLError, MailboxError, EOFError) as e:
-                self.outage.failed(e)
+                self._failed(e)
             except Exception as e:  # e.g. the database went away: keep trying, never die silently
-                self.outage.failed(e)
+                self._failed(e)
                 logger.error("mailbox watcher error: %s", redacted(e))
             finally:
                 self.connected.clear()
@@ -134,6 +140,11 @@ class MailboxWatcher:
             if not self._stop.is_set():
                 self._stop.wait(self.backoff.next_delay())
         logger.info("mailbox watcher stopped")
+
+    def _failed(self, error: BaseException) -> None:
+        self.outage.failed(error)
+        self.health.failed(error)
+        self.on_health()
 
     def _connect(self) -> IMAPClient:
         s = self.settings
@@ -171,6 +182,10 @@ class MailboxWatcher:
         # the same outage, not a recovery followed by a new failure
         self.outage.recovered()
         self.backoff.reset()
+        was_down = self.health.snapshot().down_since is not None
+        self.health.reached()
+        if was_down:
+            self.on_health()
         self.connected.set()
         uidvalidity = int(info[b"UIDVALIDITY"])
         uidnext = int(info.get(b"UIDNEXT") or 0) or (max(client.search(["ALL"]) or [0]) + 1)

@@ -15,6 +15,7 @@ import logging
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
+from datetime import timedelta
 
 import aiohttp
 from aiohttp import web
@@ -32,15 +33,20 @@ from core.clock import Clock, system_clock
 from core.errors import redacted
 from handlers.cases.intake import IntakeOutcome, IntakeRules, take_in, take_in_unparsed
 from handlers.cases.inventory import Inventory
+from handlers.jobs import Job
 from handlers.jobs.days_left import DAYS_LEFT
+from handlers.jobs.deadlines import DeadlineRules, deadline_job
+from handlers.jobs.intake_alarm import IntakeHealth, intake_alarm_job
 from handlers.jobs.maintenance import STRIP_ATTACHMENTS
 from handlers.mail_out.smtp import SmtpSender
 from handlers.slack.api import SLACK_FAILURES
+from handlers.slack.links import Permalinks
 from handlers.slack.posting import SlackSender
+from handlers.slack.scheduled import ScheduledSender
 from handlers.slack.staff import StaffDirectory
 from storage.store import Store
 
-__all__ = ["build_outbox", "build_watcher", "run"]
+__all__ = ["build_outbox", "build_watcher", "jobs", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +79,9 @@ async def run(
         session = aiohttp.ClientSession()
         stack.push_async_callback(session.close)
         client = build_client(settings, session=session)
-        outbox = build_outbox(settings, store, client, clock=clock)
         staff = StaffDirectory(client, channel=settings.slack.channel_id, fixed=settings.slack.staff_user_ids)
+        permalinks = Permalinks(client)
+        outbox = build_outbox(settings, store, client, clock=clock, staff=staff, permalinks=permalinks)
         app = create_app(
             settings,
             store=store,
@@ -83,21 +90,26 @@ async def run(
             notify=outbox.notify,
             staff=staff,
             clock=clock,
+            permalinks=permalinks,
         )
+        health = IntakeHealth(clock)
 
         def delivered(outcome: IntakeOutcome) -> None:
             if outcome.case_ref is not None:
                 outbox.notify_threadsafe(loop)
 
-        watcher = build_watcher(
-            settings, store, loop=loop, inventory=inventory, on_delivered=delivered, clock=clock
-        )
         scheduler = Scheduler(
+            store, jobs(settings, health), calendar=settings.calendar, clock=clock, on_done=outbox.notify
+        )
+        watcher = build_watcher(
+            settings,
             store,
-            [DAYS_LEFT, STRIP_ATTACHMENTS],
-            calendar=settings.calendar,
+            loop=loop,
+            inventory=inventory,
+            on_delivered=delivered,
             clock=clock,
-            on_done=outbox.notify,
+            health=health,
+            on_health=scheduler.wake,
         )
         loops = [
             asyncio.create_task(_SlackConnection(settings, app).run(stop), name="slack-connection"),
@@ -155,12 +167,39 @@ async def _finish(tasks: list[asyncio.Task[object]], *, outbox: OutboxWorker) ->
             await task
 
 
+def jobs(settings: Settings, health: IntakeHealth) -> list[Job]:
+    """The scheduled jobs of `run`: the daily deadline job (reminders, digest, weekly summary),
+    the intake alarm, the days-left refresh, one-off upkeep."""
+    rules = DeadlineRules(
+        calendar=settings.calendar,
+        reminder_hour=settings.reminder_hour,
+        pause_clock=settings.clock_pause_on_wait,
+        managers=settings.slack.manager_user_ids,
+    )
+    alarm = intake_alarm_job(
+        health, alert_after=timedelta(minutes=settings.imap_alert_minutes), folder=settings.imap.folder
+    )
+    return [DAYS_LEFT, deadline_job(rules), alarm, STRIP_ATTACHMENTS]
+
+
 def build_outbox(
-    settings: Settings, store: Store, client: AsyncWebClient, *, clock: Clock = system_clock
+    settings: Settings,
+    store: Store,
+    client: AsyncWebClient,
+    *,
+    clock: Clock = system_clock,
+    staff: StaffDirectory | None = None,
+    permalinks: Permalinks | None = None,
 ) -> OutboxWorker:
-    """The outbox worker with its senders: Slack always, SMTP when `SMTP_HOST` is set."""
+    """The outbox worker with its senders: Slack always (cases, and scheduled messages), SMTP when
+    `SMTP_HOST` is set."""
+    channel, calendar = settings.slack.channel_id, settings.calendar
+    staff = staff or StaffDirectory(client, channel=channel, fixed=settings.slack.staff_user_ids)
     senders: list[Sender] = [
-        SlackSender(store, client, channel=settings.slack.channel_id, calendar=settings.calendar, clock=clock)
+        SlackSender(store, client, channel=channel, calendar=calendar, clock=clock),
+        ScheduledSender(
+            store, client, channel=channel, calendar=calendar, staff=staff, permalinks=permalinks, clock=clock
+        ),
     ]
     if settings.smtp is not None:
         senders.append(SmtpSender(store, settings.smtp, mail_from=settings.mail_from))
@@ -175,6 +214,8 @@ def build_watcher(
     inventory: Inventory | None = None,
     on_delivered: Callable[[IntakeOutcome], None] | None = None,
     clock: Clock = system_clock,
+    health: IntakeHealth | None = None,
+    on_health: Callable[[], None] = lambda: None,
 ) -> MailboxWatcher:
     """The mailbox watcher wired to the intake use case and the store's cursor."""
     calendar = settings.calendar
@@ -195,6 +236,8 @@ def build_watcher(
         reset_cursor=reset_cursor,
         on_delivered=on_delivered,
         clock=clock,
+        health=health,
+        on_health=on_health,
     )
 
 

@@ -1,9 +1,11 @@
 """Runs the scheduled jobs (`handlers.jobs`) at their time, persisted in SQLite, restart-safe.
 
-At start and then every `interval` seconds, each job is asked which run is due at the local time
-of the controller's calendar; a run not yet recorded is done (it records itself in its own
+At start and then at the start of every minute of the clock (so that a job due at 09:00 runs at
+09:00, not up to a minute late), each job is asked which run is due at the local time of the
+controller's calendar; a run not yet recorded is done (it records itself in its own
 transaction). Earlier runs that a stopped bot missed are not caught up: a job names only the run
-due now.
+due now. `wake()` asks for a round at once (the mailbox watcher calls it when the mailbox's
+reachability changes).
 """
 
 from __future__ import annotations
@@ -44,12 +46,28 @@ class Scheduler:
         self.clock = clock
         self.interval = interval
         self.on_done = on_done
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def wake(self) -> None:
+        """Ask for a round now (safe from any thread once `run` has started)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run due jobs until `stop` is set."""
+        self._loop = asyncio.get_running_loop()
         while not stop.is_set():
+            self._wake.clear()
             await self.run_due()
-            await sleep_until(stop, None, self.interval)
+            await sleep_until(stop, self._wake, self._until_next_round())
+
+    def _until_next_round(self) -> float:
+        """Seconds to the next round: the next start of a minute on the clock (a fraction of a
+        second after it), at most `interval`."""
+        now = self.clock()
+        into_minute = now.second + now.microsecond / 1e6
+        return max(0.05, min(self.interval, 60.0 - into_minute + 0.2))
 
     async def run_due(self) -> int:
         """Do every run due now that is not recorded yet; returns how many things they did."""
@@ -70,7 +88,8 @@ class Scheduler:
             except Exception as e:
                 logger.error("job %s (%s) failed: %s", job.name, key, redacted(e))
                 raise
-            logger.info("job %s ran for %s (%d)", job.name, key, done)
+            if done:
+                logger.info("job %s ran for %s (%d)", job.name, key, done)
             total += done
         if total:
             self.on_done()

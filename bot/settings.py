@@ -11,6 +11,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -177,6 +178,9 @@ class Settings:
     retention_days: int = 730
     mail_from: str = ""
     systems_file: Path | None = None
+    reminder_hour: int = 9
+    imap_alert_minutes: int = 30
+    fake_now: datetime | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, http_port: int | None = None) -> Settings:
@@ -271,6 +275,9 @@ class Settings:
             retention_days=r.integer("RETENTION_DAYS", 730, minimum=1),
             mail_from=mail_from,
             systems_file=Path(systems) if (systems := r.optional("SYSTEMS_FILE")) else None,
+            reminder_hour=r.integer("REMINDER_HOUR", 9, minimum=0, maximum=23),
+            imap_alert_minutes=r.integer("IMAP_ALERT_MINUTES", 30, minimum=1, maximum=10080),
+            fake_now=_instant(r.optional("PRIVACY_DESK_FAKE_NOW"), calendar, "PRIVACY_DESK_FAKE_NOW"),
         )
 
 
@@ -291,6 +298,17 @@ def calendar_from_env(environ: Mapping[str, str]) -> Calendar:
         holidays_country=country,
         complaint_days=r.integer("COMPLAINT_DAYS", 30, minimum=1, maximum=3650),
     )
+
+
+def _instant(value: str | None, calendar: Calendar, name: str) -> datetime | None:
+    """An ISO-8601 instant; one without an offset is read in the controller's time zone."""
+    if not value:
+        return None
+    try:
+        instant = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(name, f"not an ISO-8601 instant: {value!r}") from None
+    return instant if instant.tzinfo else instant.replace(tzinfo=calendar.tz)
 
 
 def _is_loopback(host: str) -> bool:

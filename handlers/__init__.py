@@ -5,7 +5,8 @@
     cases/      case use cases: intake, staff actions, deadlines, the data inventory, notices
     slack/      Slack: listeners, modals, Block Kit, thread notes, posting, the staff directory
     mail_out/   email to the requester: composing and sending by SMTP
-    jobs/       scheduled jobs (the daily refresh of days left, one-off upkeep)
+    jobs/       scheduled jobs: reminders, the digest and the weekly summary (deadlines.py), the
+                intake alarm, the daily refresh of days left, one-off upkeep
 
 `register(app)` wires every listener module into a Bolt app; each module maps its own action,
 view and command ids to functions. Imports run one way: `bot` → `handlers` → `storage`, and all
@@ -21,6 +22,7 @@ __all__ = ["register"]
 
 def register(app: Any) -> None:
     """Register every Slack listener module on `app` (a slack-bolt `AsyncApp`)."""
-    from handlers.slack import listeners
+    from handlers.slack import commands, listeners
 
     listeners.register(app)
+    commands.register(app)

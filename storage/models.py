@@ -18,6 +18,7 @@ __all__ = [
     "Case",
     "ChecklistItem",
     "Cursor",
+    "Notice",
     "OutboundEmail",
     "OutboxRow",
     "StoredEmail",
@@ -182,6 +183,8 @@ class OutboxRow:
     result: str | None
     parent_ts: str | None = None
     parent_channel: str | None = None
+    notice_id: int | None = None
+    recipient: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,3 +212,18 @@ class AuditEvent:
     text_id: int | None = None
     email_id: int | None = None
     outbound_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A scheduled message decided once: a reminder, a digest, a weekly summary, an intake alarm.
+
+    `payload` holds the facts it states (references, numbers, dates; never personal data)."""
+
+    id: int
+    kind: str
+    case_id: int | None
+    key: str
+    day: str
+    payload: dict[str, object] | None
+    created_at: datetime

@@ -20,17 +20,21 @@ from core.clock import Clock
 from storage.db import Session, iso, parse_instant
 from storage.models import OutboxRow
 
-__all__ = ["KINDS", "POSTS", "UPDATES", "Delivered", "Outbox"]
+__all__ = ["KINDS", "NOTICES", "POSTS", "UPDATES", "Delivered", "Outbox"]
 
 #: Messages posted in Slack (each once: a crash while posting is checked in Slack before a retry).
 POSTS = ("root", "email_reply", "checklist", "note")
 #: Changes to a message already in Slack (re-rendered from the database when sent).
 UPDATES = ("root_update", "checklist_update", "note_update")
-KINDS = (*POSTS, *UPDATES, "email")
+#: Scheduled messages (storage.notices): a reminder in a case's thread, the digest, the weekly
+#: summary in the channel and by direct message, the intake alarm.
+NOTICES = ("reminder", "digest", "summary", "summary_dm", "intake_alarm")
+#: A staff member's App Home, published again (views.publish) when a case it shows changed.
+KINDS = (*POSTS, *UPDATES, *NOTICES, "home", "email")
 
 _PRIORITY = (
     "CASE o.kind WHEN 'root' THEN 0 WHEN 'root_update' THEN 2 WHEN 'checklist_update' THEN 2 "
-    "WHEN 'note_update' THEN 2 ELSE 1 END"
+    "WHEN 'note_update' THEN 2 WHEN 'home' THEN 3 ELSE 1 END"
 )
 _SELECT = (
     "SELECT o.*, p.result AS parent_ts, p.channel AS parent_channel FROM outbox o "
@@ -54,7 +58,7 @@ class Outbox:
         self._clock = clock
 
     # --- queueing ------------------------------------------------------------------------------------
-    async def _add(self, kind: str, **refs: int | None) -> int | None:
+    async def _add(self, kind: str, **refs: int | str | None) -> int | None:
         """Queue a row; None when an equivalent one is already there (an update waiting, say)."""
         if kind not in KINDS:
             raise ValueError(f"not a kind of outbox row: {kind!r}")
@@ -125,6 +129,41 @@ class Outbox:
     async def send_email(self, case_id: int, outbound_id: int) -> None:
         """Queue an email to the requester."""
         await self._add("email", case_id=case_id, outbound_id=outbound_id)
+
+    async def post_notice(
+        self, kind: str, notice_id: int, *, case_id: int | None = None, recipient: str | None = None
+    ) -> None:
+        """Queue a scheduled message: a reminder goes in its case's thread (`case_id`), a
+        `summary_dm` to `recipient`, the others in the channel."""
+        if kind not in NOTICES:
+            raise ValueError(f"not a scheduled message: {kind!r}")
+        parent = await self._root(case_id) if kind == "reminder" and case_id is not None else None
+        await self._add(kind, case_id=case_id, parent_id=parent, notice_id=notice_id, recipient=recipient)
+
+    async def refresh_home(self, user_id: str) -> None:
+        """Queue a publication of a staff member's App Home (one waits at a time)."""
+        await self._add("home", recipient=user_id)
+
+    async def refresh_homes(self) -> int:
+        """Queue a publication of every App Home that was opened; returns how many were queued."""
+        changed, _ = await self._db.run(
+            "INSERT OR IGNORE INTO outbox (kind, recipient, created_at) "
+            "SELECT 'home', user_id, ? FROM home_tabs ORDER BY user_id",
+            (iso(self._clock()),),
+        )
+        return changed
+
+    async def home_opened(self, user_id: str) -> None:
+        """Remember that a staff member opened the App Home (it is refreshed from now on)."""
+        await self._db.run(
+            "INSERT INTO home_tabs (user_id, opened_at) VALUES (?, ?) "
+            "ON CONFLICT (user_id) DO UPDATE SET opened_at = excluded.opened_at",
+            (user_id, iso(self._clock())),
+        )
+
+    async def forget_home(self, user_id: str) -> None:
+        """Stop refreshing a user's App Home (they are no longer staff)."""
+        await self._db.run("DELETE FROM home_tabs WHERE user_id = ?", (user_id,))
 
     # --- working ---------------------------------------------------------------------------------------
     async def due(self, *, now: datetime, kinds: Sequence[str] = KINDS, limit: int = 50) -> list[OutboxRow]:

@@ -9,7 +9,9 @@
     await store.read.cases.select(statuses=...)    # long reads: the read-only connection
 
 Aggregates: `cases` (facts, personal data, free texts, checklists), `mail` (received and written
-emails), `outbox`, `audit`, `cursors` (the mailbox), `jobs` (scheduled job runs).
+emails), `outbox`, `audit`, `cursors` (the mailbox), `jobs` (scheduled job runs), `notices`
+(scheduled messages decided), and two read models: `overview` (case listings) and `stats` (the
+figures of summaries and reports).
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ from storage.cursor import Cursors
 from storage.db import Database, Session
 from storage.jobs import JobRuns
 from storage.mail import Mail
+from storage.notices import Notices
 from storage.outbox import Outbox
+from storage.overview import Overview
+from storage.stats import Stats
 
 __all__ = ["Repositories", "Store", "Tx"]
 
@@ -41,6 +46,9 @@ class Repositories:
         self.audit = Audit(session, clock)
         self.cursors = Cursors(session, clock)
         self.jobs = JobRuns(session, clock)
+        self.notices = Notices(session, clock)
+        self.overview = Overview(session, clock)
+        self.stats = Stats(session, clock)
 
 
 class Tx(Repositories):

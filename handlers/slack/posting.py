@@ -91,7 +91,9 @@ class SlackSender:
             raise as_delivery_error(e, own_channel=channel == self.channel) from None
 
     async def sent(self, tx: Tx, row: OutboxRow, delivered: Delivered) -> None:
-        """Nothing follows from a Slack message being posted."""
+        """A root posted or re-rendered changes what App Homes show: they are refreshed."""
+        if row.kind in ("root", "root_update"):
+            await tx.outbox.refresh_homes()
 
     async def refused(self, tx: Tx, row: OutboxRow, reason: str) -> None:
         """A Slack message refused for good is logged (telling staff would need Slack too)."""

@@ -1,0 +1,147 @@
+"""`/privacy` and the App Home: what staff ask of the desk (answers to their own action, sent
+directly, not through the outbox).
+
+`/privacy overdue | open | due [DAYS] | find REF-OR-EMAIL | mine | stats | help` answers
+ephemerally, staff only: anyone else gets the same one line whatever they typed, so they learn
+nothing — not even whether a reference or an address exists. The command is acknowledged at once
+(Slack allows 3 seconds) and answered through its `response_url`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import timedelta
+from typing import Any
+
+from handlers.slack.listings import answer_blocks, outsider_home
+from handlers.slack.scheduled import as_item, render_home
+from storage.overview import CaseLine
+
+__all__ = ["HELP", "LISTED", "NOT_STAFF", "answer", "register"]
+
+logger = logging.getLogger(__name__)
+
+NOT_STAFF = "This command is for the privacy team."
+#: Cases shown per answer (the rest are counted).
+LISTED = 20
+HELP = (
+    "*`/privacy` — ask the desk* (only you see the answers)\n"
+    "• `/privacy overdue` — open cases past their due date\n"
+    "• `/privacy open` — every open case, soonest due first\n"
+    "• `/privacy due [DAYS]` — open cases due within DAYS days (default 7), overdue ones included\n"
+    "• `/privacy find REF-OR-EMAIL` — a case by its reference (PRIV-2026-0042) or the requester's address\n"
+    "• `/privacy mine` — your open cases\n"
+    "• `/privacy stats` — where the open cases stand, and the last 30 days\n"
+    "• `/privacy help` — this help"
+)
+
+
+def register(app: Any) -> None:
+    """The slash command and the App Home event."""
+    app.command("/privacy")(privacy_command)
+    app.event("app_home_opened")(home_opened)
+
+
+async def privacy_command(ack: Any, body: dict[str, Any], respond: Any, context: Any) -> None:
+    await ack()
+    desk = context["desk"]
+    user = str(body.get("user_id") or "")
+    if not await desk.staff.is_staff(user):
+        logger.info("refused /privacy from someone who is not staff")
+        await respond(text=NOT_STAFF, response_type="ephemeral")
+        return
+    text, blocks = await answer(desk, user, str(body.get("text") or ""))
+    await respond(text=text, blocks=blocks, response_type="ephemeral")
+
+
+async def answer(desk: Any, user: str, query: str) -> tuple[str, list[dict[str, Any]]]:
+    """The answer to `/privacy QUERY` for a staff member: (fallback text, blocks)."""
+    words = query.split()
+    sub, args = (words[0].lower(), words[1:]) if words else ("help", [])
+    today = desk.calendar.local_date(desk.clock())
+    o = desk.store.read.overview
+    if sub == "overdue":
+        return await _listing(desk, "Overdue cases", await o.open_cases(due_before=today, limit=LISTED),
+                              await o.count_open(due_before=today), today, "Nothing is overdue.")  # fmt: skip
+    if sub == "open":
+        return await _listing(desk, "Open cases", await o.open_cases(limit=LISTED), await o.count_open(), today,
+                              "No case is open.", show_status=True)  # fmt: skip
+    if sub == "mine":
+        return await _listing(desk, "Your open cases", await o.open_cases(assignee=user, limit=LISTED),
+                              await o.count_open(assignee=user), today, "Nothing is assigned to you.")  # fmt: skip
+    if sub == "due":
+        if len(args) > 1 or (args and not re.fullmatch(r"\d{1,3}", args[0])):
+            return _plain(
+                "Usage: `/privacy due [DAYS]`, DAYS a whole number of days from 0 to 365 (default 7)."
+            )
+        days = int(args[0]) if args else 7
+        if days > 365:
+            return _plain(
+                "Usage: `/privacy due [DAYS]`, DAYS a whole number of days from 0 to 365 (default 7)."
+            )
+        until = today + timedelta(days=days)
+        return await _listing(desk, f"Due within {days} day{'s' if days != 1 else ''} (overdue included)",
+                              await o.open_cases(due_by=until, limit=LISTED), await o.count_open(due_by=until),
+                              today, "Nothing is due in that time.")  # fmt: skip
+    if sub == "find":
+        if len(args) != 1:
+            return _plain("Usage: `/privacy find REF-OR-EMAIL`, e.g. `/privacy find PRIV-2026-0042`.")
+        needle = args[0].strip("<>")
+        needle = needle.split("|")[-1] if needle.startswith("mailto:") else needle  # Slack links addresses
+        found = await o.find(needle, limit=LISTED)
+        return await _listing(desk, "Found", found, len(found), today, "No case matches.", show_status=True)
+    if sub == "stats":
+        return await _stats(desk, today)
+    return _plain(HELP)
+
+
+def _plain(text: str) -> tuple[str, list[dict[str, Any]]]:
+    return text.replace("*", ""), [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+
+
+async def _listing(
+    desk: Any,
+    title: str,
+    lines: list[CaseLine],
+    total: int,
+    today: Any,
+    empty: str,
+    *,
+    show_status: bool = False,
+) -> tuple[str, list[dict[str, Any]]]:
+    links = await desk.permalinks.for_cases(lines)
+    items = [as_item(line, today) for line in lines]
+    return answer_blocks(title, items, total, links, empty=empty, show_status=show_status)
+
+
+async def _stats(desk: Any, today: Any) -> tuple[str, list[dict[str, Any]]]:
+    from handlers.slack.listings import _counts  # the summary's wording
+
+    stats = desk.store.read.stats
+    now = await stats.open_now(today)
+    month = await stats.resolved(today - timedelta(days=29), today, tz=desk.calendar.tz)
+    rate = f"{round(month.on_time_rate * 100)} %" if month.on_time_rate is not None else "—"
+    median = f"{month.median_days_to_answer:g} days" if month.median_days_to_answer is not None else "—"
+    text = (
+        f"*Open:* {now.open} ({_counts(now.by_kind)})\n"
+        f"*Overdue:* {now.overdue} · *due within 7 days:* {now.due_soon} · *unassigned:* {now.unassigned} · "
+        f"*extended:* {now.extended}\n"
+        f"*Resolved in the last 30 days:* {month.resolved} · on time {rate} · median {median} to answer · "
+        f"{month.extended} extended"
+    )
+    return _plain(text)
+
+
+async def home_opened(event: dict[str, Any], context: Any, client: Any) -> None:
+    if event.get("tab", "home") != "home":
+        return
+    desk = context["desk"]
+    user = str(event.get("user") or "")
+    if not await desk.staff.is_staff(user):
+        await client.views_publish(user_id=user, view=outsider_home())
+        return
+    async with desk.store.transaction(now=desk.clock()) as tx:
+        await tx.outbox.home_opened(user)
+    today = desk.calendar.local_date(desk.clock())
+    await client.views_publish(user_id=user, view=await render_home(desk.store, desk.permalinks, user, today))

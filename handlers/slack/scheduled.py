@@ -1,0 +1,230 @@
+"""Delivering the scheduled messages of the outbox: reminders (in the case's thread), the daily
+digest and the weekly summary (in the channel, the summary also by direct message to each
+manager), the intake alarm, and App Home refreshes (`views.publish`).
+
+Each is rendered when it is sent from the notice decided by its job (`storage.notices`), with
+links to the case threads. A post whose earlier attempt was "started" but never recorded is first
+looked for in Slack (a message with the same metadata and words), as for roots and notes. A
+reminder for a case resolved since it was decided is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from core.clock import Clock, system_clock
+from core.errors import Refused
+from handlers.cases.deadlines import Calendar
+from handlers.slack.api import GONE, SLACK_FAILURES, as_delivery_error, error_code
+from handlers.slack.links import Permalinks
+from handlers.slack.listings import (
+    Message,
+    alarm_message,
+    digest_message,
+    home_view,
+    outsider_home,
+    reminder_message,
+    summary_message,
+)
+from handlers.slack.staff import StaffDirectory
+from storage.models import Notice, OutboxRow
+from storage.outbox import Delivered
+from storage.overview import CaseLine
+from storage.store import Repositories, Store, Tx
+
+__all__ = ["HOME_GROUP_SIZE", "ScheduledSender", "as_item", "home_groups"]
+
+logger = logging.getLogger(__name__)
+
+#: Cases listed per group of the App Home.
+HOME_GROUP_SIZE = 10
+
+
+def as_item(line: CaseLine, today: date) -> dict[str, Any]:
+    """A case line as the listings render it."""
+    return {
+        "case_id": line.id,
+        "case_ref": line.ref,
+        "kind": line.kind,
+        "status": line.status,
+        "due_date": line.due_date.isoformat(),
+        "days_left": (line.due_date - today).days,
+        "assignee": line.assignee,
+    }
+
+
+async def home_groups(
+    repos: Repositories, user: str, today: date, *, soon_days: int = 7
+) -> tuple[list[tuple[str, list[CaseLine], int, str]], list[CaseLine]]:
+    """The App Home's groups for `user`: my cases, then the team's overdue, due soon, unassigned."""
+    from datetime import timedelta
+
+    o = repos.overview
+    n = HOME_GROUP_SIZE
+    soon = today + timedelta(days=soon_days)
+    groups = [
+        ("Your open cases", await o.open_cases(assignee=user, limit=n), await o.count_open(assignee=user),
+         "Nothing assigned to you. Claim a case in the channel to see it here."),
+        (":rotating_light: Overdue", await o.open_cases(due_before=today, limit=n),
+         await o.count_open(due_before=today), "Nothing is overdue."),
+        (f":hourglass_flowing_sand: Due within {soon_days} days",
+         [x for x in await o.open_cases(due_by=soon, limit=n + 200) if x.due_date >= today][:n],
+         await o.count_open(due_by=soon) - await o.count_open(due_before=today), "Nothing is due soon."),
+        (":wave: Unassigned", await o.open_cases(unassigned=True, limit=n), await o.count_open(unassigned=True),
+         "Every open case has someone on it."),
+    ]  # fmt: skip
+    every = [line for _, lines, _, _ in groups for line in lines]
+    return list(groups), every
+
+
+class ScheduledSender:
+    """Sends the outbox's scheduled messages and App Home refreshes to Slack."""
+
+    destination = "slack"
+    kinds = frozenset({"reminder", "digest", "summary", "summary_dm", "intake_alarm", "home"})
+
+    def __init__(
+        self,
+        store: Store,
+        client: AsyncWebClient,
+        *,
+        channel: str,
+        calendar: Calendar,
+        staff: StaffDirectory,
+        permalinks: Permalinks | None = None,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.channel = channel
+        self.calendar = calendar
+        self.staff = staff
+        self.permalinks = permalinks or Permalinks(client)
+        self.clock = clock
+
+    async def send(self, row: OutboxRow) -> Delivered:
+        """Post the row's message (or publish the Home); raises `Unavailable` or `Refused`."""
+        try:
+            if row.kind == "home":
+                return await self._publish_home(str(row.recipient or ""))
+            notice = await self.store.notices.get(row.notice_id or 0)
+            if notice is None:
+                raise Refused("the notice no longer exists")
+            message = await self._render(row, notice)
+            if message is None:
+                return Delivered(None)
+            return await self._post(row, message)
+        except SLACK_FAILURES as e:
+            raise as_delivery_error(e, own_channel=row.kind != "summary_dm") from None
+
+    async def sent(self, tx: Tx, row: OutboxRow, delivered: Delivered) -> None:
+        """Nothing follows from a scheduled message being posted."""
+
+    async def refused(self, tx: Tx, row: OutboxRow, reason: str) -> None:
+        logger.error("outbox row %d (%s): Slack refused it for good: %s", row.id, row.kind, reason)
+
+    # --- rendering ------------------------------------------------------------------------------
+    async def _render(self, row: OutboxRow, notice: Notice) -> Message | None:
+        payload = notice.payload or {}
+        if notice.kind == "reminder":
+            case = await self.store.cases.get(notice.case_id or 0)
+            if case is None or not case.is_open:
+                logger.info("a reminder was dropped: its case was resolved since")
+                return None
+            return reminder_message(payload, assignee=case.assignee, extended=case.extended_at is not None)
+        if notice.kind == "intake_alarm":
+            return alarm_message(payload, self.calendar.tz)
+        groups = ("overdue_items", "due_soon_items", "unassigned_items", "due_this_week_items")
+        items: list[Any] = [i for key in groups for i in payload.get(key) or []]  # type: ignore[attr-defined]
+        ids = [int(i["case_id"]) for i in items]
+        links = await self.permalinks.for_cases(await self.store.read.overview.lines(ids))
+        if notice.kind == "digest":
+            return digest_message(payload, links)
+        return summary_message(payload, links)
+
+    # --- posting --------------------------------------------------------------------------------
+    async def _channel_of(self, row: OutboxRow) -> tuple[str, str | None]:
+        """Where the row goes: (channel, thread ts or None)."""
+        if row.kind == "reminder":
+            if not row.parent_ts:
+                raise Refused("the case has no thread")
+            return row.parent_channel or self.channel, row.parent_ts
+        if row.kind == "summary_dm":
+            resp = await self.client.conversations_open(users=str(row.recipient or ""))
+            return str((resp.get("channel") or {}).get("id") or row.recipient), None
+        return self.channel, None
+
+    async def _post(self, row: OutboxRow, message: Message) -> Delivered:
+        text, blocks, metadata = message
+        channel, thread_ts = await self._channel_of(row)
+        if row.started_at is not None:
+            found = await self._find(channel, thread_ts, text, metadata)
+            if found is not None:
+                logger.info("a %s was found in Slack after a restart", row.kind.replace("_", " "))
+                return Delivered(found, channel)
+        kwargs: dict[str, Any] = {"channel": channel, "text": text, "blocks": blocks, "metadata": metadata,
+                                  "unfurl_links": False, "unfurl_media": False}  # fmt: skip
+        if thread_ts:
+            kwargs["thread_ts"] = thread_ts
+        try:
+            resp = await self.client.chat_postMessage(**kwargs)
+        except SlackApiError as e:
+            if thread_ts and error_code(e) in GONE:
+                raise Refused(f"the case's thread is gone ({error_code(e)})") from None
+            raise
+        return Delivered(str(resp["ts"]), str(resp.get("channel") or channel))
+
+    async def _find(
+        self, channel: str, thread_ts: str | None, text: str, metadata: dict[str, Any]
+    ) -> str | None:
+        """The ts of a message already there with this metadata and these words, if any (the
+        latest 200 messages of the channel or thread: a crash window is short)."""
+        try:
+            if thread_ts:
+                resp = await self.client.conversations_replies(
+                    channel=channel, ts=thread_ts, limit=200, include_all_metadata=True
+                )
+            else:
+                resp = await self.client.conversations_history(
+                    channel=channel, limit=200, include_all_metadata=True
+                )
+        except SlackApiError as e:
+            if error_code(e) in GONE:
+                return None
+            raise
+        wanted = (metadata["event_type"], metadata["event_payload"], text)
+        for msg in resp.get("messages") or []:
+            md = msg.get("metadata") or {}
+            if (md.get("event_type"), md.get("event_payload"), msg.get("text")) == wanted:
+                return str(msg["ts"])
+        return None
+
+    # --- the App Home ---------------------------------------------------------------------------
+    async def _publish_home(self, user: str) -> Delivered:
+        if not await self.staff.is_staff(user):
+            async with self.store.transaction() as tx:
+                await tx.outbox.forget_home(user)
+            await self.client.views_publish(user_id=user, view=outsider_home())
+            return Delivered(None)
+        today = self.calendar.local_date(self.clock())
+        view = await render_home(self.store, self.permalinks, user, today)
+        await self.client.views_publish(user_id=user, view=view)
+        return Delivered(None)
+
+
+async def render_home(store: Store, permalinks: Permalinks, user: str, today: date) -> dict[str, Any]:
+    """The App Home of a staff member, as it stands now."""
+    async with store.snapshot() as repos:
+        groups, every = await home_groups(repos, user, today)
+    links = await permalinks.for_cases(every)
+    rendered = [
+        (title, [as_item(x, today) for x in lines], total, empty) for title, lines, total, empty in groups
+    ]
+    return home_view(
+        rendered, links, note="Use `/privacy help` for more. This page follows the cases as they change."
+    )
