@@ -48,6 +48,7 @@ class Scheduler:
         self.on_done = on_done
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._failed: set[tuple[str, str]] = set()
 
     def wake(self) -> None:
         """Ask for a round now (safe from any thread once `run` has started)."""
@@ -76,7 +77,7 @@ class Scheduler:
         total = 0
         for job in self.jobs:
             key = job.run_key(local)
-            if key is None:
+            if key is None or (job.name, key) in self._failed:
                 continue
             try:
                 if await self.store.jobs.done(job.name, key):
@@ -86,8 +87,12 @@ class Scheduler:
                 logger.warning("job %s (%s) could not run: %s", job.name, key, type(e).__name__)
                 continue
             except Exception as e:
+                # Error boundary: a job failing for a reason of its own (a bug, a malformed record)
+                # must not stop the mailbox or the outbox. It is logged once and not tried again
+                # for this run in this process (a restart tries again).
                 logger.error("job %s (%s) failed: %s", job.name, key, redacted(e))
-                raise
+                self._failed.add((job.name, key))
+                continue
             if done:
                 logger.info("job %s ran for %s (%d)", job.name, key, done)
             total += done

@@ -33,6 +33,8 @@ class CaseLine:
     unassigned_since: datetime | None = None
     root_ts: str | None = None
     root_channel: str | None = None
+    #: the outbox row of its root (posted or not): a thread reply can be queued under it
+    root_row: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -42,6 +44,7 @@ class CaseLine:
 _SELECT = (
     "SELECT c.id, c.ref, c.kind, c.status, c.received_at, c.received_date, c.due_date, c.assignee, "
     "c.created_at, c.extended_at, c.waiting_since, c.closed_at, r.result AS root_ts, r.channel AS root_channel, "
+    "(SELECT q.id FROM outbox q WHERE q.kind = 'root' AND q.case_id = c.id) AS root_row, "
     "CASE WHEN c.assignee = '' THEN COALESCE((SELECT MAX(a.at) FROM audit_events a WHERE a.case_id = c.id "
     "AND json_extract(a.after, '$.assignee') = ''), c.created_at) END AS unassigned_since "
     "FROM cases c LEFT JOIN outbox r ON r.kind = 'root' AND r.case_id = c.id AND r.done_at IS NOT NULL"

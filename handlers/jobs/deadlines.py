@@ -126,6 +126,8 @@ def _days(due: date, today: date) -> int:
 async def _reminders(tx: Tx, rules: DeadlineRules, lines: list[CaseLine], today: date) -> int:
     calendar, queued = rules.calendar, 0
     for line in lines:
+        if line.root_row is None:  # no thread to remind in (cannot happen for a case opened by intake)
+            continue
         due_milestone = None if rules.paused(line) else deadline_milestone(calendar, line.due_date, today)
         milestones = [due_milestone] if due_milestone else []
         if not line.assignee and line.unassigned_since is not None:
