@@ -60,3 +60,36 @@ async def test_the_daily_refresh_runs_once_a_day_across_restarts(store: Store) -
     assert await restarted.run_due() == 1
     assert await refreshes(store) == [open_case]
     assert not await store.jobs.done("days_left", "2026-11-27")
+
+
+async def test_a_failing_job_is_logged_and_the_others_run_on(store: Store, caplog) -> None:
+    """A job that fails for a reason of its own (a bug) must not stop the scheduler, the mailbox
+    or the outbox: it is logged once, not retried for that run in this process, and the other
+    jobs still run."""
+    from handlers.jobs import Job
+
+    calls: list[str] = []
+
+    async def broken(store: Store, key: str, now: datetime) -> int:
+        calls.append(key)
+        raise RuntimeError("a bug")
+
+    await posted_case(store, "<open@example.org>")
+    clock = Clock(datetime(2026, 11, 25, 23, 30, tzinfo=UTC))
+    scheduler = Scheduler(
+        store, [Job("broken", lambda local: "once", broken), DAYS_LEFT], calendar=CALENDAR, clock=clock
+    )
+    assert await scheduler.run_due() == 1  # the days-left refresh ran
+    assert await scheduler.run_due() == 0
+    assert calls == ["once"]  # tried once, then left alone
+    assert [r.message for r in caplog.records if "broken" in r.getMessage()] != []
+
+
+async def test_rounds_fall_at_the_start_of_each_minute(store: Store) -> None:
+    """A job due at 09:00 runs at 09:00, not up to a minute late: the scheduler sleeps to the next
+    minute of its clock."""
+    clock = Clock(datetime(2026, 11, 26, 7, 59, 30, tzinfo=UTC))
+    scheduler = Scheduler(store, [], calendar=CALENDAR, clock=clock)
+    assert 30.0 <= scheduler._until_next_round() <= 30.5
+    clock.now = datetime(2026, 11, 26, 7, 59, 59, 900000, tzinfo=UTC)
+    assert scheduler._until_next_round() <= 0.5
