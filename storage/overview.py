@@ -62,15 +62,16 @@ class Overview:
     async def open_cases(
         self,
         *,
+        due_from: date | None = None,
         due_by: date | None = None,
         due_before: date | None = None,
         assignee: str | None = None,
         unassigned: bool = False,
         limit: int | None = None,
     ) -> list[CaseLine]:
-        """Open cases, soonest due first: due on or before `due_by`, or before `due_before`,
-        assigned to `assignee`, or `unassigned` only."""
-        where, params = self._filters(due_by, due_before, assignee, unassigned)
+        """Open cases, soonest due first: due on or after `due_from`, on or before `due_by`, or
+        before `due_before`, assigned to `assignee`, or `unassigned` only."""
+        where, params = self._filters(due_from, due_by, due_before, assignee, unassigned)
         sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY c.due_date, c.id"
         if limit is not None:
             sql += " LIMIT ?"
@@ -80,22 +81,30 @@ class Overview:
     async def count_open(
         self,
         *,
+        due_from: date | None = None,
         due_by: date | None = None,
         due_before: date | None = None,
         assignee: str | None = None,
         unassigned: bool = False,
     ) -> int:
         """How many open cases `open_cases` would list without a limit."""
-        where, params = self._filters(due_by, due_before, assignee, unassigned)
+        where, params = self._filters(due_from, due_by, due_before, assignee, unassigned)
         row = await self._db.one(f"SELECT COUNT(*) FROM cases c WHERE {' AND '.join(where)}", params)
         return int(row[0]) if row else 0
 
     @staticmethod
     def _filters(
-        due_by: date | None, due_before: date | None, assignee: str | None, unassigned: bool
+        due_from: date | None,
+        due_by: date | None,
+        due_before: date | None,
+        assignee: str | None,
+        unassigned: bool,
     ) -> tuple[list[str], list[object]]:
         where: list[str] = [_OPEN]
         params: list[object] = []
+        if due_from is not None:
+            where.append("c.due_date >= ?")
+            params.append(due_from.isoformat())
         if due_by is not None:
             where.append("c.due_date <= ?")
             params.append(due_by.isoformat())

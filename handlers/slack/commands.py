@@ -88,7 +88,8 @@ async def answer(desk: Any, user: str, query: str) -> tuple[str, list[dict[str, 
         if len(args) != 1:
             return _plain("Usage: `/privacy find REF-OR-EMAIL`, e.g. `/privacy find PRIV-2026-0042`.")
         needle = args[0].strip("<>")
-        needle = needle.split("|")[-1] if needle.startswith("mailto:") else needle  # Slack links addresses
+        if needle.startswith("mailto:"):  # Slack links addresses: <mailto:a@b.org|a@b.org>
+            needle = needle.split("|")[-1].removeprefix("mailto:")
         found = await o.find(needle, limit=LISTED)
         return await _listing(desk, "Found", found, len(found), today, "No case matches.", show_status=True)
     if sub == "stats":
@@ -122,7 +123,8 @@ async def _stats(desk: Any, today: Any) -> tuple[str, list[dict[str, Any]]]:
     now = await stats.open_now(today)
     month = await stats.resolved(today - timedelta(days=29), today, tz=desk.calendar.tz)
     rate = f"{round(month.on_time_rate * 100)} %" if month.on_time_rate is not None else "—"
-    median = f"{month.median_days_to_answer:g} days" if month.median_days_to_answer is not None else "—"
+    m = month.median_days_to_answer
+    median = "—" if m is None else f"{m:g} day{'' if m == 1 else 's'}"
     text = (
         f"*Open:* {now.open} ({_counts(now.by_kind)})\n"
         f"*Overdue:* {now.overdue} · *due within 7 days:* {now.due_soon} · *unassigned:* {now.unassigned} · "

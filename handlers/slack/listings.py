@@ -206,7 +206,7 @@ def summary_message(payload: Mapping[str, Any], links: Mapping[str, str]) -> Mes
             if rate is not None
             else ""
         )
-        + (f", median {median:g} days to answer" if median is not None else "")
+        + (f", median {median:g} day{'' if median == 1 else 's'} to answer" if median is not None else "")
         + f", {payload.get('extended_last_week', 0)} extended."
     )
     blocks: list[dict[str, Any]] = [

@@ -43,6 +43,15 @@ logger = logging.getLogger(__name__)
 
 #: Cases listed per group of the App Home.
 HOME_GROUP_SIZE = 10
+#: Slack errors that are about Slack or the app as a whole (everything waits); any other error of a
+#: call made for one person (their App Home, a direct message) is about that person alone.
+_APP_WIDE = frozenset(
+    {
+        "invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive",
+        "ratelimited", "fatal_error", "internal_error", "service_unavailable", "request_timeout",
+        "team_access_not_granted", "org_login_required",
+    }
+)  # fmt: skip
 
 
 def as_item(line: CaseLine, today: date) -> dict[str, Any]:
@@ -73,8 +82,8 @@ async def home_groups(
         (":rotating_light: Overdue", await o.open_cases(due_before=today, limit=n),
          await o.count_open(due_before=today), "Nothing is overdue."),
         (f":hourglass_flowing_sand: Due within {soon_days} days",
-         [x for x in await o.open_cases(due_by=soon, limit=n + 200) if x.due_date >= today][:n],
-         await o.count_open(due_by=soon) - await o.count_open(due_before=today), "Nothing is due soon."),
+         await o.open_cases(due_from=today, due_by=soon, limit=n), await o.count_open(due_from=today, due_by=soon),
+         "Nothing is due soon."),
         (":wave: Unassigned", await o.open_cases(unassigned=True, limit=n), await o.count_open(unassigned=True),
          "Every open case has someone on it."),
     ]  # fmt: skip
@@ -112,6 +121,8 @@ class ScheduledSender:
         try:
             if row.kind == "home":
                 return await self._publish_home(str(row.recipient or ""))
+            if row.kind == "summary_dm":
+                return await self._for_one_person(row)
             notice = await self.store.notices.get(row.notice_id or 0)
             if notice is None:
                 raise Refused("the notice no longer exists")
@@ -121,6 +132,20 @@ class ScheduledSender:
             return await self._post(row, message)
         except SLACK_FAILURES as e:
             raise as_delivery_error(e, own_channel=row.kind != "summary_dm") from None
+
+    async def _for_one_person(self, row: OutboxRow) -> Delivered:
+        """A direct message: an error about that person (gone, deactivated) refuses it alone."""
+        notice = await self.store.notices.get(row.notice_id or 0)
+        if notice is None:
+            raise Refused("the notice no longer exists")
+        message = await self._render(row, notice)
+        assert message is not None
+        try:
+            return await self._post(row, message)
+        except SlackApiError as e:
+            if _about_one_person(e):
+                raise Refused(f"Slack refused the direct message ({error_code(e)})") from None
+            raise
 
     async def sent(self, tx: Tx, row: OutboxRow, delivered: Delivered) -> None:
         """Nothing follows from a scheduled message being posted."""
@@ -206,15 +231,32 @@ class ScheduledSender:
 
     # --- the App Home ---------------------------------------------------------------------------
     async def _publish_home(self, user: str) -> Delivered:
-        if not await self.staff.is_staff(user):
+        staff = await self.staff.is_staff(user)
+        if staff:
+            view = await render_home(
+                self.store, self.permalinks, user, self.calendar.local_date(self.clock())
+            )
+        else:
+            view = outsider_home()
+        try:
+            await self.client.views_publish(user_id=user, view=view)
+        except SlackApiError as e:
+            if not _about_one_person(e):
+                raise
+            staff = False  # a user Slack will not publish for (gone, no Home): stop refreshing
+            logger.warning(
+                "an App Home could not be published (%s); it is no longer refreshed", error_code(e)
+            )
+        if not staff:
             async with self.store.transaction() as tx:
                 await tx.outbox.forget_home(user)
-            await self.client.views_publish(user_id=user, view=outsider_home())
-            return Delivered(None)
-        today = self.calendar.local_date(self.clock())
-        view = await render_home(self.store, self.permalinks, user, today)
-        await self.client.views_publish(user_id=user, view=view)
         return Delivered(None)
+
+
+def _about_one_person(error: SlackApiError) -> bool:
+    """Whether Slack refused a call made for one person for a reason of theirs (not an outage)."""
+    status = getattr(error.response, "status_code", 200)
+    return status < 500 and status != 429 and error_code(error) not in _APP_WIDE
 
 
 async def render_home(store: Store, permalinks: Permalinks, user: str, today: date) -> dict[str, Any]:
