@@ -198,7 +198,14 @@ def build_outbox(
     senders: list[Sender] = [
         SlackSender(store, client, channel=channel, calendar=calendar, clock=clock),
         ScheduledSender(
-            store, client, channel=channel, calendar=calendar, staff=staff, permalinks=permalinks, clock=clock
+            store,
+            client,
+            channel=channel,
+            calendar=calendar,
+            staff=staff,
+            permalinks=permalinks,
+            clock=clock,
+            pause_clock=settings.clock_pause_on_wait,
         ),
     ]
     if settings.smtp is not None:

@@ -67,11 +67,13 @@ class Overview:
         due_before: date | None = None,
         assignee: str | None = None,
         unassigned: bool = False,
+        skip_paused: bool = False,
         limit: int | None = None,
     ) -> list[CaseLine]:
         """Open cases, soonest due first: due on or after `due_from`, on or before `due_by`, or
-        before `due_before`, assigned to `assignee`, or `unassigned` only."""
-        where, params = self._filters(due_from, due_by, due_before, assignee, unassigned)
+        before `due_before`, assigned to `assignee`, or `unassigned` only; with `skip_paused`,
+        not those waiting for the requester (their legal clock stands still: CLOCK_PAUSE_ON_WAIT)."""
+        where, params = self._filters(due_from, due_by, due_before, assignee, unassigned, skip_paused)
         sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY c.due_date, c.id"
         if limit is not None:
             sql += " LIMIT ?"
@@ -86,9 +88,10 @@ class Overview:
         due_before: date | None = None,
         assignee: str | None = None,
         unassigned: bool = False,
+        skip_paused: bool = False,
     ) -> int:
         """How many open cases `open_cases` would list without a limit."""
-        where, params = self._filters(due_from, due_by, due_before, assignee, unassigned)
+        where, params = self._filters(due_from, due_by, due_before, assignee, unassigned, skip_paused)
         row = await self._db.one(f"SELECT COUNT(*) FROM cases c WHERE {' AND '.join(where)}", params)
         return int(row[0]) if row else 0
 
@@ -99,9 +102,12 @@ class Overview:
         due_before: date | None,
         assignee: str | None,
         unassigned: bool,
+        skip_paused: bool,
     ) -> tuple[list[str], list[object]]:
         where: list[str] = [_OPEN]
         params: list[object] = []
+        if skip_paused:
+            where.append("c.waiting_since IS NULL")
         if due_from is not None:
             where.append("c.due_date >= ?")
             params.append(due_from.isoformat())

@@ -8,7 +8,8 @@
   the median and the 90th percentile (nearest rank) over the resolved cases.
 - **extended**: cases whose deadline was extended; **complaints**: cases that carry a complaint.
 - **overdue**: open with a due date before today; **due within N days**: open, due from today
-  to today + N.
+  to today + N. With `CLOCK_PAUSE_ON_WAIT`, a case waiting for the requester is neither (its
+  clock stands still); the listings of `storage/overview.py` take the same `skip_paused`.
 
 Facts only: no name, address or text of a case is read here.
 """
@@ -133,19 +134,22 @@ class Stats:
         )
         return figures_of([tuple(r) for r in rows], tz)
 
-    async def open_now(self, today: date, *, due_within: int = 7) -> OpenFigures:
-        """The open cases today: by kind and status, overdue, due within `due_within` days."""
+    async def open_now(self, today: date, *, due_within: int = 7, pause_clock: bool = False) -> OpenFigures:
+        """The open cases today: by kind and status, overdue, due within `due_within` days. With
+        `pause_clock` (CLOCK_PAUSE_ON_WAIT), a case waiting for the requester is neither overdue nor
+        due: its clock stands still and its due date moves when the wait ends."""
         rows = await self._db.all(
-            "SELECT kind, status, due_date, assignee, extended_at FROM cases WHERE status != 'resolved'"
+            "SELECT kind, status, due_date, assignee, extended_at, waiting_since FROM cases WHERE status != 'resolved'"
         )
         soon = (today + timedelta(days=due_within)).isoformat()
         now = today.isoformat()
+        running = [r for r in rows if not (pause_clock and r[5])]
         return OpenFigures(
             open=len(rows),
             by_kind=dict(sorted(Counter(str(r[0]) for r in rows).items())),
             by_status=dict(sorted(Counter(str(r[1]) for r in rows).items())),
-            overdue=sum(1 for r in rows if r[2] < now),
-            due_soon=sum(1 for r in rows if now <= r[2] <= soon),
+            overdue=sum(1 for r in running if r[2] < now),
+            due_soon=sum(1 for r in running if now <= r[2] <= soon),
             unassigned=sum(1 for r in rows if not r[3]),
             extended=sum(1 for r in rows if r[4]),
         )

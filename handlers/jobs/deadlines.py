@@ -204,7 +204,7 @@ async def _summary(tx: Tx, rules: DeadlineRules, lines: list[CaseLine], today: d
     last_week = await tx.stats.resolved(
         monday - timedelta(days=7), monday - timedelta(days=1), tz=calendar.tz
     )
-    now = await tx.stats.open_now(today, due_within=(sunday - today).days)
+    now = await tx.stats.open_now(today, due_within=(sunday - today).days, pause_clock=rules.pause_clock)
     groups = _groups(rules, lines, today, sunday)
     payload: dict[str, object] = {
         "week_of": monday.isoformat(),

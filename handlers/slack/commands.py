@@ -61,9 +61,11 @@ async def answer(desk: Any, user: str, query: str) -> tuple[str, list[dict[str, 
     sub, args = (words[0].lower(), words[1:]) if words else ("help", [])
     today = desk.calendar.local_date(desk.clock())
     o = desk.store.read.overview
+    paused = desk.settings.clock_pause_on_wait  # a waiting case's clock stands still: not overdue, not due
     if sub == "overdue":
-        return await _listing(desk, "Overdue cases", await o.open_cases(due_before=today, limit=LISTED),
-                              await o.count_open(due_before=today), today, "Nothing is overdue.")  # fmt: skip
+        return await _listing(desk, "Overdue cases", await o.open_cases(due_before=today, skip_paused=paused,
+                              limit=LISTED), await o.count_open(due_before=today, skip_paused=paused), today,
+                              "Nothing is overdue.")  # fmt: skip
     if sub == "open":
         return await _listing(desk, "Open cases", await o.open_cases(limit=LISTED), await o.count_open(), today,
                               "No case is open.", show_status=True)  # fmt: skip
@@ -82,8 +84,9 @@ async def answer(desk: Any, user: str, query: str) -> tuple[str, list[dict[str, 
             )
         until = today + timedelta(days=days)
         return await _listing(desk, f"Due within {days} day{'s' if days != 1 else ''} (overdue included)",
-                              await o.open_cases(due_by=until, limit=LISTED), await o.count_open(due_by=until),
-                              today, "Nothing is due in that time.")  # fmt: skip
+                              await o.open_cases(due_by=until, skip_paused=paused, limit=LISTED),
+                              await o.count_open(due_by=until, skip_paused=paused), today,
+                              "Nothing is due in that time.")  # fmt: skip
     if sub == "find":
         if len(args) != 1:
             return _plain("Usage: `/privacy find REF-OR-EMAIL`, e.g. `/privacy find PRIV-2026-0042`.")
@@ -120,7 +123,7 @@ async def _stats(desk: Any, today: Any) -> tuple[str, list[dict[str, Any]]]:
     from handlers.slack.listings import _counts  # the summary's wording
 
     stats = desk.store.read.stats
-    now = await stats.open_now(today)
+    now = await stats.open_now(today, pause_clock=desk.settings.clock_pause_on_wait)
     month = await stats.resolved(today - timedelta(days=29), today, tz=desk.calendar.tz)
     rate = f"{round(month.on_time_rate * 100)} %" if month.on_time_rate is not None else "—"
     m = month.median_days_to_answer
@@ -146,4 +149,7 @@ async def home_opened(event: dict[str, Any], context: Any, client: Any) -> None:
     async with desk.store.transaction(now=desk.clock()) as tx:
         await tx.outbox.home_opened(user)
     today = desk.calendar.local_date(desk.clock())
-    await client.views_publish(user_id=user, view=await render_home(desk.store, desk.permalinks, user, today))
+    view = await render_home(
+        desk.store, desk.permalinks, user, today, skip_paused=desk.settings.clock_pause_on_wait
+    )
+    await client.views_publish(user_id=user, view=view)

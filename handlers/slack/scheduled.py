@@ -68,22 +68,22 @@ def as_item(line: CaseLine, today: date) -> dict[str, Any]:
 
 
 async def home_groups(
-    repos: Repositories, user: str, today: date, *, soon_days: int = 7
+    repos: Repositories, user: str, today: date, *, soon_days: int = 7, skip_paused: bool = False
 ) -> tuple[list[tuple[str, list[CaseLine], int, str]], list[CaseLine]]:
     """The App Home's groups for `user`: my cases, then the team's overdue, due soon, unassigned."""
     from datetime import timedelta
 
     o = repos.overview
-    n = HOME_GROUP_SIZE
+    n, p = HOME_GROUP_SIZE, skip_paused
     soon = today + timedelta(days=soon_days)
     groups = [
         ("Your open cases", await o.open_cases(assignee=user, limit=n), await o.count_open(assignee=user),
          "Nothing assigned to you. Claim a case in the channel to see it here."),
-        (":rotating_light: Overdue", await o.open_cases(due_before=today, limit=n),
-         await o.count_open(due_before=today), "Nothing is overdue."),
+        (":rotating_light: Overdue", await o.open_cases(due_before=today, skip_paused=p, limit=n),
+         await o.count_open(due_before=today, skip_paused=p), "Nothing is overdue."),
         (f":hourglass_flowing_sand: Due within {soon_days} days",
-         await o.open_cases(due_from=today, due_by=soon, limit=n), await o.count_open(due_from=today, due_by=soon),
-         "Nothing is due soon."),
+         await o.open_cases(due_from=today, due_by=soon, skip_paused=p, limit=n),
+         await o.count_open(due_from=today, due_by=soon, skip_paused=p), "Nothing is due soon."),
         (":wave: Unassigned", await o.open_cases(unassigned=True, limit=n), await o.count_open(unassigned=True),
          "Every open case has someone on it."),
     ]  # fmt: skip
@@ -107,7 +107,9 @@ class ScheduledSender:
         staff: StaffDirectory,
         permalinks: Permalinks | None = None,
         clock: Clock = system_clock,
+        pause_clock: bool = False,
     ) -> None:
+        self.pause_clock = pause_clock
         self.store = store
         self.client = client
         self.channel = channel
@@ -207,35 +209,40 @@ class ScheduledSender:
     async def _find(
         self, channel: str, thread_ts: str | None, text: str, metadata: dict[str, Any]
     ) -> str | None:
-        """The ts of a message already there with this metadata and these words, if any (the
-        latest 200 messages of the channel or thread: a crash window is short)."""
-        try:
-            if thread_ts:
-                resp = await self.client.conversations_replies(
-                    channel=channel, ts=thread_ts, limit=200, include_all_metadata=True
-                )
-            else:
-                resp = await self.client.conversations_history(
-                    channel=channel, limit=200, include_all_metadata=True
-                )
-        except SlackApiError as e:
-            if error_code(e) in GONE:
-                return None
-            raise
+        """The ts of a message already there with this metadata and these words, if any: the whole
+        thread (Slack gives a thread oldest first, page by page), or the latest 200 messages of the
+        channel (a crash window is short)."""
         wanted = (metadata["event_type"], metadata["event_payload"], text)
-        for msg in resp.get("messages") or []:
-            md = msg.get("metadata") or {}
-            if (md.get("event_type"), md.get("event_payload"), msg.get("text")) == wanted:
-                return str(msg["ts"])
+        cursor = None
+        for _ in range(50 if thread_ts else 1):  # a thread: at most 50 pages of 200
+            try:
+                if thread_ts:
+                    resp = await self.client.conversations_replies(
+                        channel=channel, ts=thread_ts, limit=200, include_all_metadata=True, cursor=cursor
+                    )
+                else:
+                    resp = await self.client.conversations_history(
+                        channel=channel, limit=200, include_all_metadata=True
+                    )
+            except SlackApiError as e:
+                if error_code(e) in GONE:
+                    return None
+                raise
+            for msg in resp.get("messages") or []:
+                md = msg.get("metadata") or {}
+                if (md.get("event_type"), md.get("event_payload"), msg.get("text")) == wanted:
+                    return str(msg["ts"])
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+            if not resp.get("has_more") or not cursor:
+                return None
         return None
 
     # --- the App Home ---------------------------------------------------------------------------
     async def _publish_home(self, user: str) -> Delivered:
         staff = await self.staff.is_staff(user)
         if staff:
-            view = await render_home(
-                self.store, self.permalinks, user, self.calendar.local_date(self.clock())
-            )
+            today = self.calendar.local_date(self.clock())
+            view = await render_home(self.store, self.permalinks, user, today, skip_paused=self.pause_clock)
         else:
             view = outsider_home()
         try:
@@ -259,10 +266,12 @@ def _about_one_person(error: SlackApiError) -> bool:
     return status < 500 and status != 429 and error_code(error) not in _APP_WIDE
 
 
-async def render_home(store: Store, permalinks: Permalinks, user: str, today: date) -> dict[str, Any]:
-    """The App Home of a staff member, as it stands now."""
+async def render_home(
+    store: Store, permalinks: Permalinks, user: str, today: date, *, skip_paused: bool = False
+) -> dict[str, Any]:
+    """The App Home of a staff member, as it stands now (`skip_paused`: CLOCK_PAUSE_ON_WAIT)."""
     async with store.snapshot() as repos:
-        groups, every = await home_groups(repos, user, today)
+        groups, every = await home_groups(repos, user, today, skip_paused=skip_paused)
     links = await permalinks.for_cases(every)
     rendered = [
         (title, [as_item(x, today) for x in lines], total, empty) for title, lines, total, empty in groups
