@@ -308,7 +308,10 @@ def _instant(value: str | None, calendar: Calendar, name: str) -> datetime | Non
         instant = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise ConfigError(name, f"not an ISO-8601 instant: {value!r}") from None
-    return instant if instant.tzinfo else instant.replace(tzinfo=calendar.tz)
+    instant = instant if instant.tzinfo else instant.replace(tzinfo=calendar.tz)
+    if not 2000 <= instant.year <= 2100:  # (checked before any time zone arithmetic can overflow)
+        raise ConfigError(name, f"must be an instant between the years 2000 and 2100, got {value!r}")
+    return instant
 
 
 def _is_loopback(host: str) -> bool:
