@@ -10,7 +10,7 @@ from datetime import date, datetime
 from core.clock import Clock
 from storage.db import Session, record
 
-__all__ = ["CaseLine", "Overview"]
+__all__ = ["CaseLine", "Overview", "Which"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,18 @@ class CaseLine:
     def is_open(self) -> bool:
         return self.status != "resolved"
 
+    def item(self, today: date) -> dict[str, object]:
+        """The facts a listing, a digest or a summary names about it (no personal data)."""
+        return {
+            "case_id": self.id,
+            "case_ref": self.ref,
+            "kind": self.kind,
+            "status": self.status,
+            "due_date": self.due_date.isoformat(),
+            "days_left": (self.due_date - today).days,
+            "assignee": self.assignee,
+        }
+
 
 _SELECT = (
     "SELECT c.id, c.ref, c.kind, c.status, c.received_at, c.received_date, c.due_date, c.assignee, "
@@ -52,6 +64,41 @@ _SELECT = (
 _OPEN = "c.status != 'resolved'"
 
 
+@dataclass(frozen=True, slots=True)
+class Which:
+    """Which open cases a listing shows: due on or after `due_from`, on or before `due_by`, or
+    before `due_before`; assigned to `assignee`, or `unassigned` only; with `skip_paused`, not those
+    waiting for the requester while their legal clock stands still (CLOCK_PAUSE_ON_WAIT)."""
+
+    due_from: date | None = None
+    due_by: date | None = None
+    due_before: date | None = None
+    assignee: str | None = None
+    unassigned: bool = False
+    skip_paused: bool = False
+
+    def where(self) -> tuple[list[str], list[object]]:
+        """The SQL conditions (on `cases c`) and their parameters."""
+        where: list[str] = [_OPEN]
+        params: list[object] = []
+        for condition, value in (
+            ("c.due_date >= ?", self.due_from),
+            ("c.due_date <= ?", self.due_by),
+            ("c.due_date < ?", self.due_before),
+        ):
+            if value is not None:
+                where.append(condition)
+                params.append(value.isoformat())
+        if self.assignee is not None:
+            where.append("c.assignee = ?")
+            params.append(self.assignee)
+        if self.unassigned:
+            where.append("c.assignee = ''")
+        if self.skip_paused:
+            where.append("c.waiting_since IS NULL")
+        return where, params
+
+
 class Overview:
     """Case listings on one session (use the store's read-only connection for long ones)."""
 
@@ -59,70 +106,20 @@ class Overview:
         self._db = db
         self._clock = clock
 
-    async def open_cases(
-        self,
-        *,
-        due_from: date | None = None,
-        due_by: date | None = None,
-        due_before: date | None = None,
-        assignee: str | None = None,
-        unassigned: bool = False,
-        skip_paused: bool = False,
-        limit: int | None = None,
-    ) -> list[CaseLine]:
-        """Open cases, soonest due first: due on or after `due_from`, on or before `due_by`, or
-        before `due_before`, assigned to `assignee`, or `unassigned` only; with `skip_paused`,
-        not those waiting for the requester (their legal clock stands still: CLOCK_PAUSE_ON_WAIT)."""
-        where, params = self._filters(due_from, due_by, due_before, assignee, unassigned, skip_paused)
+    async def open_cases(self, which: Which | None = None, *, limit: int | None = None) -> list[CaseLine]:
+        """Open cases, soonest due first (those `which` names: by default all)."""
+        where, params = (which or Which()).where()
         sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY c.due_date, c.id"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
         return [record(CaseLine, row) for row in await self._db.all(sql, params)]
 
-    async def count_open(
-        self,
-        *,
-        due_from: date | None = None,
-        due_by: date | None = None,
-        due_before: date | None = None,
-        assignee: str | None = None,
-        unassigned: bool = False,
-        skip_paused: bool = False,
-    ) -> int:
-        """How many open cases `open_cases` would list without a limit."""
-        where, params = self._filters(due_from, due_by, due_before, assignee, unassigned, skip_paused)
+    async def listing(self, which: Which, *, limit: int) -> tuple[list[CaseLine], int]:
+        """The first `limit` open cases `which` names, soonest due first, and how many it names."""
+        where, params = which.where()
         row = await self._db.one(f"SELECT COUNT(*) FROM cases c WHERE {' AND '.join(where)}", params)
-        return int(row[0]) if row else 0
-
-    @staticmethod
-    def _filters(
-        due_from: date | None,
-        due_by: date | None,
-        due_before: date | None,
-        assignee: str | None,
-        unassigned: bool,
-        skip_paused: bool,
-    ) -> tuple[list[str], list[object]]:
-        where: list[str] = [_OPEN]
-        params: list[object] = []
-        if skip_paused:
-            where.append("c.waiting_since IS NULL")
-        if due_from is not None:
-            where.append("c.due_date >= ?")
-            params.append(due_from.isoformat())
-        if due_by is not None:
-            where.append("c.due_date <= ?")
-            params.append(due_by.isoformat())
-        if due_before is not None:
-            where.append("c.due_date < ?")
-            params.append(due_before.isoformat())
-        if assignee is not None:
-            where.append("c.assignee = ?")
-            params.append(assignee)
-        if unassigned:
-            where.append("c.assignee = ''")
-        return where, params
+        return await self.open_cases(which, limit=limit), int(row[0]) if row else 0
 
     async def line(self, case_id: int) -> CaseLine | None:
         """One case as a listing shows it."""

@@ -157,18 +157,6 @@ async def _reminders(tx: Tx, rules: DeadlineRules, lines: list[CaseLine], today:
     return queued
 
 
-def _item(line: CaseLine, today: date) -> dict[str, object]:
-    return {
-        "case_id": line.id,
-        "case_ref": line.ref,
-        "kind": line.kind,
-        "status": line.status,
-        "due_date": line.due_date.isoformat(),
-        "days_left": _days(line.due_date, today),
-        "assignee": line.assignee,
-    }
-
-
 def _groups(
     rules: DeadlineRules, lines: list[CaseLine], today: date, until: date
 ) -> dict[str, list[CaseLine]]:
@@ -187,7 +175,7 @@ async def _digest(tx: Tx, rules: DeadlineRules, lines: list[CaseLine], today: da
     payload: dict[str, object] = {"date": today.isoformat()}
     for name, members in groups.items():
         payload[name] = [x.ref for x in members]
-        payload[f"{name}_items"] = [_item(x, today) for x in members[:LISTED]]
+        payload[f"{name}_items"] = [x.item(today) for x in members[:LISTED]]
     notice = await tx.notices.add("digest", day=today.isoformat(), payload=payload)
     if notice is None:
         return 0
@@ -219,8 +207,8 @@ async def _summary(tx: Tx, rules: DeadlineRules, lines: list[CaseLine], today: d
         "open_by_status": now.by_status,
         "unassigned": now.unassigned,
         "due_this_week": len(groups["due_soon"]),
-        "overdue_items": [_item(x, today) for x in groups["overdue"][:LISTED]],
-        "due_this_week_items": [_item(x, today) for x in groups["due_soon"][:LISTED]],
+        "overdue_items": [x.item(today) for x in groups["overdue"][:LISTED]],
+        "due_this_week_items": [x.item(today) for x in groups["due_soon"][:LISTED]],
     }
     notice = await tx.notices.add("summary", day=monday.isoformat(), payload=payload)
     if notice is None:

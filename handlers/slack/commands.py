@@ -15,8 +15,8 @@ from datetime import timedelta
 from typing import Any
 
 from handlers.slack.listings import answer_blocks, outsider_home
-from handlers.slack.scheduled import as_item, render_home
-from storage.overview import CaseLine
+from handlers.slack.scheduled import render_home
+from storage.overview import CaseLine, Which
 
 __all__ = ["HELP", "LISTED", "NOT_STAFF", "answer", "register"]
 
@@ -60,40 +60,34 @@ async def answer(desk: Any, user: str, query: str) -> tuple[str, list[dict[str, 
     words = query.split()
     sub, args = (words[0].lower(), words[1:]) if words else ("help", [])
     today = desk.calendar.local_date(desk.clock())
-    o = desk.store.read.overview
     paused = desk.settings.clock_pause_on_wait  # a waiting case's clock stands still: not overdue, not due
-    if sub == "overdue":
-        return await _listing(desk, "Overdue cases", await o.open_cases(due_before=today, skip_paused=paused,
-                              limit=LISTED), await o.count_open(due_before=today, skip_paused=paused), today,
-                              "Nothing is overdue.")  # fmt: skip
-    if sub == "open":
-        return await _listing(desk, "Open cases", await o.open_cases(limit=LISTED), await o.count_open(), today,
-                              "No case is open.", show_status=True)  # fmt: skip
-    if sub == "mine":
-        return await _listing(desk, "Your open cases", await o.open_cases(assignee=user, limit=LISTED),
-                              await o.count_open(assignee=user), today, "Nothing is assigned to you.")  # fmt: skip
+    listings = {
+        "overdue": ("Overdue cases", Which(due_before=today, skip_paused=paused), "Nothing is overdue."),
+        "open": ("Open cases", Which(), "No case is open."),
+        "mine": ("Your open cases", Which(assignee=user), "Nothing is assigned to you."),
+    }
     if sub == "due":
-        if len(args) > 1 or (args and not re.fullmatch(r"\d{1,3}", args[0])):
+        if len(args) > 1 or (args and not re.fullmatch(r"\d{1,3}", args[0])) or (args and int(args[0]) > 365):
             return _plain(
                 "Usage: `/privacy due [DAYS]`, DAYS a whole number of days from 0 to 365 (default 7)."
             )
         days = int(args[0]) if args else 7
-        if days > 365:
-            return _plain(
-                "Usage: `/privacy due [DAYS]`, DAYS a whole number of days from 0 to 365 (default 7)."
-            )
-        until = today + timedelta(days=days)
-        return await _listing(desk, f"Due within {days} day{'s' if days != 1 else ''} (overdue included)",
-                              await o.open_cases(due_by=until, skip_paused=paused, limit=LISTED),
-                              await o.count_open(due_by=until, skip_paused=paused), today,
-                              "Nothing is due in that time.")  # fmt: skip
+        listings["due"] = (
+            f"Due within {days} day{'s' if days != 1 else ''} (overdue included)",
+            Which(due_by=today + timedelta(days=days), skip_paused=paused),
+            "Nothing is due in that time.",
+        )
+    if sub in listings:
+        title, which, empty = listings[sub]
+        lines, total = await desk.store.read.overview.listing(which, limit=LISTED)
+        return await _listing(desk, title, lines, total, today, empty, show_status=sub == "open")
     if sub == "find":
         if len(args) != 1:
             return _plain("Usage: `/privacy find REF-OR-EMAIL`, e.g. `/privacy find PRIV-2026-0042`.")
         needle = args[0].strip("<>")
         if needle.startswith("mailto:"):  # Slack links addresses: <mailto:a@b.org|a@b.org>
             needle = needle.split("|")[-1].removeprefix("mailto:")
-        found = await o.find(needle, limit=LISTED)
+        found = await desk.store.read.overview.find(needle, limit=LISTED)
         return await _listing(desk, "Found", found, len(found), today, "No case matches.", show_status=True)
     if sub == "stats":
         return await _stats(desk, today)
@@ -115,7 +109,7 @@ async def _listing(
     show_status: bool = False,
 ) -> tuple[str, list[dict[str, Any]]]:
     links = await desk.permalinks.for_cases(lines)
-    items = [as_item(line, today) for line in lines]
+    items = [line.item(today) for line in lines]
     return answer_blocks(title, items, total, links, empty=empty, show_status=show_status)
 
 

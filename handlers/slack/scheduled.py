@@ -11,7 +11,7 @@ reminder for a case resolved since it was decided is dropped.
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -34,10 +34,10 @@ from handlers.slack.listings import (
 from handlers.slack.staff import StaffDirectory
 from storage.models import Notice, OutboxRow
 from storage.outbox import Delivered
-from storage.overview import CaseLine
+from storage.overview import CaseLine, Which
 from storage.store import Repositories, Store, Tx
 
-__all__ = ["HOME_GROUP_SIZE", "ScheduledSender", "as_item", "home_groups"]
+__all__ = ["HOME_GROUP_SIZE", "ScheduledSender", "home_groups", "render_home"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,41 +54,25 @@ _APP_WIDE = frozenset(
 )  # fmt: skip
 
 
-def as_item(line: CaseLine, today: date) -> dict[str, Any]:
-    """A case line as the listings render it."""
-    return {
-        "case_id": line.id,
-        "case_ref": line.ref,
-        "kind": line.kind,
-        "status": line.status,
-        "due_date": line.due_date.isoformat(),
-        "days_left": (line.due_date - today).days,
-        "assignee": line.assignee,
-    }
-
-
 async def home_groups(
     repos: Repositories, user: str, today: date, *, soon_days: int = 7, skip_paused: bool = False
 ) -> tuple[list[tuple[str, list[CaseLine], int, str]], list[CaseLine]]:
     """The App Home's groups for `user`: my cases, then the team's overdue, due soon, unassigned."""
-    from datetime import timedelta
-
-    o = repos.overview
-    n, p = HOME_GROUP_SIZE, skip_paused
+    o, n, p = repos.overview, HOME_GROUP_SIZE, skip_paused
     soon = today + timedelta(days=soon_days)
     groups = [
-        ("Your open cases", await o.open_cases(assignee=user, limit=n), await o.count_open(assignee=user),
-         "Nothing assigned to you. Claim a case in the channel to see it here."),
-        (":rotating_light: Overdue", await o.open_cases(due_before=today, skip_paused=p, limit=n),
-         await o.count_open(due_before=today, skip_paused=p), "Nothing is overdue."),
-        (f":hourglass_flowing_sand: Due within {soon_days} days",
-         await o.open_cases(due_from=today, due_by=soon, skip_paused=p, limit=n),
-         await o.count_open(due_from=today, due_by=soon, skip_paused=p), "Nothing is due soon."),
-        (":wave: Unassigned", await o.open_cases(unassigned=True, limit=n), await o.count_open(unassigned=True),
-         "Every open case has someone on it."),
+        ("Your open cases", Which(assignee=user), "Nothing assigned to you. Claim a case to see it here."),
+        (":rotating_light: Overdue", Which(due_before=today, skip_paused=p), "Nothing is overdue."),
+        (f":hourglass_flowing_sand: Due within {soon_days} days", Which(due_from=today, due_by=soon, skip_paused=p),
+         "Nothing is due soon."),
+        (":wave: Unassigned", Which(unassigned=True), "Every open case has someone on it."),
     ]  # fmt: skip
-    every = [line for _, lines, _, _ in groups for line in lines]
-    return list(groups), every
+    listed = []
+    for title, which, empty in groups:
+        lines, total = await o.listing(which, limit=n)
+        listed.append((title, lines, total, empty))
+    every = [line for _, lines, _, _ in listed for line in lines]
+    return listed, every
 
 
 class ScheduledSender:
@@ -274,7 +258,7 @@ async def render_home(
         groups, every = await home_groups(repos, user, today, skip_paused=skip_paused)
     links = await permalinks.for_cases(every)
     rendered = [
-        (title, [as_item(x, today) for x in lines], total, empty) for title, lines, total, empty in groups
+        (title, [x.item(today) for x in lines], total, empty) for title, lines, total, empty in groups
     ]
     return home_view(
         rendered, links, note="Use `/privacy help` for more. This page follows the cases as they change."
