@@ -33,12 +33,16 @@ Everything is compiled once at import; a message takes well under a millisecond.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from core.vocabulary import AUTOMATED_KINDS, REQUEST_KINDS
+from handlers.classify.features import extract
+from handlers.classify.model import BUNDLED_MODEL, Model
 from handlers.classify.rules import Evidence, Hit, find_evidence, find_family, fold, load_rules
 from handlers.mail_in.machine_mail import detect_automated
 from handlers.mail_in.parsing import InboundEmail
@@ -48,7 +52,9 @@ __all__ = [
     "REVIEW_BELOW",
     "Classification",
     "classify",
+    "current_model",
     "detect_language",
+    "use_model",
 ]
 
 #: Below this confidence the case shows "please confirm the type".
@@ -63,6 +69,7 @@ MAX_REASONS = 5
 _REASON_LEN = 110
 
 RULES = load_rules()
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +98,7 @@ class Classification:
             "confidence": round(self.confidence, 3),
             "language": self.language,
             "automated": self.automated,
+            "review": self.needs_review,
             "reasons": list(self.reasons),
         }
 
@@ -106,7 +114,7 @@ class Classification:
             language=str(data.get("language", "und")),
             automated=bool(data.get("automated", kind in AUTOMATED_KINDS)),
             reasons=tuple(str(x) for x in data.get("reasons") or ()),
-            needs_review=bool(data.get("needs_review", False)),
+            needs_review=bool(data.get("review", data.get("needs_review", False))),
             withdrawal=bool(data.get("withdrawal", False)),
         )
 
@@ -354,7 +362,96 @@ def classify(email: InboundEmail) -> Classification:
             reasons=("no readable text",),
             needs_review=True,
         )
-    return _classify_human(email, subject, subject_is_reply, body, language)
+    model = current_model()
+    if model is None:  # no usable model file: the phrase rules alone
+        return _classify_human(email, subject, subject_is_reply, body, language)
+    return _classify_with(model, email, subject, subject_is_reply, body, language)
+
+
+# ---------------------------------------------------------------------------------------------
+# the learned model
+
+_model: Model | None = None
+_model_path: Path = BUNDLED_MODEL
+_model_failed = False
+
+
+def use_model(path: Path | None) -> Model:
+    """Classify with the model in `path` from now on (None: the bundled one). Raises ValueError
+    when the file is not a model (the one in use stays)."""
+    global _model, _model_path, _model_failed
+    model = Model.load(path or BUNDLED_MODEL)
+    _model, _model_path, _model_failed = model, path or BUNDLED_MODEL, False
+    return model
+
+
+def current_model() -> Model | None:
+    """The model in use, loaded once (None when its file cannot be read: then the rules decide,
+    and the problem is logged once)."""
+    global _model, _model_failed
+    if _model is None and not _model_failed:
+        try:
+            _model = Model.load(_model_path)
+        except ValueError as e:
+            _model_failed = True
+            logger.error("classifier model unusable, classifying by the phrase rules alone: %s", e)
+    return _model
+
+
+_FAMILIES = sorted(RULES.families.items())
+
+
+def _only_a_conditional_complaint(body: str) -> bool:
+    """Whether the only complaint wording the rules find is conditional ("or I will complain")."""
+    ev = find_evidence(body, RULES)
+    conditional = any(d.kind == "complaint" and d.why == "conditional" for d in ev.dropped)
+    return conditional and not any(h.kind == "complaint" for h in ev.hits)
+
+
+def _classify_with(
+    model: Model, email: InboundEmail, subject: str, subject_is_reply: bool, body: str, language: str
+) -> Classification:
+    """A person's message, as the learned model reads it, with the phrase rules as a second reader:
+
+    - the model decides the kind, the labels and the confidence;
+    - a withdrawal of an earlier request that the rules find (and nothing new asked) is `other`,
+      flagged for review: explicit evidence the model has too few examples of;
+    - when the model says `other` but the rules find a request, a person confirms the type (the
+      safety net: a missed request is a deadline nobody watches);
+    - the reasons quote the sender's sentence the rules found when both agree on the kind, else
+      the phrases that weighed most in the model.
+    """
+    blocks = extract(email, subject=subject, subject_is_reply=subject_is_reply, body=body, families=_FAMILIES)
+    p = model.predict(blocks)
+    rules = _classify_human(email, subject, subject_is_reply, body, language)
+    if rules.withdrawal and rules.kind == "other":
+        return rules
+    kind, labels = p.kind, p.labels
+    if kind == "complaint" and rules.kind in REQUEST_KINDS and _only_a_conditional_complaint(body):
+        # "I reserve the right to complain to the authority" closes many formal requests: by the
+        # labelling conventions a conditional threat is not a complaint
+        kind, labels = rules.kind, rules.labels
+    review = p.review or (kind == "other" and rules.kind != "other")
+    phrases = ", ".join(f"“{x}”" for x in p.phrases)
+    reasons = [f"{kind} ({p.confidence:.2f}): {phrases}" if phrases else f"{kind} ({p.confidence:.2f})"]
+    if rules.kind == kind and rules.reasons:
+        reasons = [*rules.reasons[:2], *reasons]
+    if p.review:
+        reasons.append(
+            f"not sure: {p.kind} {p.confidence:.0%} or {p.runner_up} {p.runner_up_probability:.0%}"
+        )
+    elif review:
+        reasons.append(f"the wording also reads as {rules.kind}: please confirm the type")
+    return Classification(
+        kind=kind,
+        labels=labels,
+        confidence=p.confidence,
+        language=language,
+        automated=False,
+        reasons=tuple(r[:_REASON_LEN] for r in reasons[:MAX_REASONS]),
+        needs_review=review,
+        withdrawal=rules.withdrawal,
+    )
 
 
 def _classify_human(

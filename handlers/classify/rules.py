@@ -557,7 +557,7 @@ _ABBREVIATION = re.compile(
 )
 
 
-def _clause_starts(folded: str) -> list[int]:
+def clause_starts(folded: str) -> list[int]:
     """Start offsets of the clauses (sentences, paragraphs, list items) of the folded text."""
     starts = [0]
     for m in _CLAUSE_BREAK.finditer(folded):
@@ -676,7 +676,7 @@ def find_evidence(text: str, rules: RuleSet) -> Evidence:
     """Apply every rule to `text` and keep the matches their clause lets count."""
     folded = prepare(text)
     index = word_index(folded)
-    starts = _clause_starts(folded)
+    starts = clause_starts(folded)
     ends = [*starts[1:], len(folded)]
     flags = {name: _flag_clauses(rules.contexts.get(name), folded, starts, index) for name in CONTEXTS}
     for name in _SPILLING_CONTEXTS:
