@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bot.settings import Settings, calendar_from_env, load_environ
 from core.errors import ConfigError, StorageError
@@ -44,6 +45,18 @@ def _parser() -> argparse.ArgumentParser:
     classify = sub.add_parser("classify", help="classify .eml files without any server")
     classify.add_argument("--json", action="store_true", help="one JSON object per line")
     classify.add_argument("files", nargs="+", metavar="FILE")
+
+    train = sub.add_parser(
+        "train", help="retrain the classifier on the bundled sets and the staff corrections (needs [train])"
+    )
+    train.add_argument(
+        "--sets", help="comma-separated bundled sets (default: templates,ours,inbox_a,inbox_b)"
+    )
+    train.add_argument(
+        "--fixtures", type=Path, metavar="DIR", help="the folder holding the sets (default: tests/fixtures)"
+    )
+    train.add_argument("--C", type=float, dest="C", help="use this C instead of choosing it (faster)")
+    train.add_argument("--details", action="store_true", help="also list every wrong classification")
     return parser
 
 
@@ -62,7 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "deadline":
             return _deadline(environ, args)
         if args.command == "classify":
-            return _classify(args)
+            return _classify(args, environ)
+        if args.command == "train":
+            return _train(environ, args)
     except ConfigError as e:
         print(f"privacy-desk: configuration error: {e}", file=sys.stderr)
         return 2
@@ -131,6 +146,7 @@ def _run(environ: dict[str, str], http_port: int | None) -> int:
 
     settings = Settings.from_env(environ, http_port=http_port)
     inventory = load_inventory(settings.systems_file)
+    _load_model(settings.database_path)
     clock = system_clock
     if settings.fake_now is not None:
         clock = running_from(settings.fake_now)
@@ -142,6 +158,21 @@ def _run(environ: dict[str, str], http_port: int | None) -> int:
         return asyncio.run(run(settings, inventory=inventory, clock=clock))
     except StorageError as e:  # the file cannot be created, or was written by a newer version
         raise ConfigError("DATABASE_PATH", str(e)) from None
+
+
+def _load_model(database_path: Path | str) -> None:
+    """Classify with the newest model: the one `train` installed next to the database, else the
+    bundled one (also when the installed one cannot be read: that is logged)."""
+    from handlers.classify.classifier import use_model
+    from handlers.classify.models_on_disk import model_file
+
+    path = model_file(database_path)
+    try:
+        model = use_model(path)
+    except ValueError as e:
+        logger.error("%s; classifying with the bundled model", e)
+        model = use_model(None)
+    logger.info("classifier model: %s (%d features)", model.source.name if model.source else "?", len(model.vocab))
 
 
 def _deadline(environ: dict[str, str], args: argparse.Namespace) -> int:
@@ -165,9 +196,12 @@ def _deadline(environ: dict[str, str], args: argparse.Namespace) -> int:
     return 0
 
 
-def _classify(args: argparse.Namespace) -> int:
+def _classify(args: argparse.Namespace, environ: dict[str, str]) -> int:
     from handlers.classify.classifier import classify
     from handlers.mail_in.parsing import parse_email
+
+    if environ.get("DATABASE_PATH"):  # the model trained for that database, if any
+        _load_model(environ["DATABASE_PATH"])
 
     status = 0
     for name in args.files:
@@ -186,6 +220,91 @@ def _classify(args: argparse.Namespace) -> int:
                 f"{name}: {result.kind} [{labels}] confidence={result.confidence:.2f} language={result.language}"
             )
     return status
+
+
+def _train(environ: dict[str, str], args: argparse.Namespace) -> int:
+    """Retrain on the bundled sets plus the corrections in DATABASE_PATH, print the leave-one-set-out
+    evaluation, and install the model as `<database>.model.json.gz` unless it is worse."""
+    from handlers.classify import training
+
+    try:
+        training.require_sklearn()
+    except training.TrainingUnavailable as e:
+        print(f"privacy-desk: {e}", file=sys.stderr)
+        return 2
+    from handlers.classify.models_on_disk import model_file, trained_model_file
+    from handlers.classify.training_sets import BUNDLED_SETS, bundled_sets, correction_set
+
+    database = Path(environ.get("DATABASE_PATH") or "./privacy-desk.sqlite3")
+    if not database.is_file():
+        raise ConfigError(
+            "DATABASE_PATH", f"there is no database at {database} (the corrections are read from it)"
+        )
+    names = [n.strip() for n in (args.sets or ",".join(BUNDLED_SETS)).split(",") if n.strip()]
+    unknown = sorted(set(names) - set(BUNDLED_SETS))
+    if unknown or not names:
+        print(f"privacy-desk: --sets: choose among {', '.join(BUNDLED_SETS)}", file=sys.stderr)
+        return 2
+    try:
+        every = bundled_sets(args.fixtures)
+    except FileNotFoundError as e:
+        print(f"privacy-desk: {e}; give the folder with --fixtures", file=sys.stderr)
+        return 2
+    try:
+        corrections = asyncio.run(_corrections(database))
+    except StorageError as e:
+        raise ConfigError("DATABASE_PATH", str(e)) from None
+    bundled = {n: every[n] for n in names}
+    sets = dict(bundled)
+    if corrections:
+        sets["corrections"] = correction_set(corrections)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    started = datetime.now(UTC)
+    print(
+        f"training on {', '.join(f'{n} ({len(s)})' for n, s in sets.items())}; "
+        f"{len(corrections)} staff correction(s) from {database}"
+    )
+    held_out = [*bundled, *(["corrections"] if len(corrections) >= training.MIN_HELD_OUT else [])]
+    results = training.leave_one_set_out(sets, held_out=held_out, C=args.C, log=log)
+    print(training.format_report(results, details=args.details))
+    log("[all sets] training the model to install")
+    new = training.train(sets, C=args.C, evaluation=results, log=log)
+    target, current = trained_model_file(database), model_file(database)
+    if current.is_file() and current.read_bytes() == new.data:
+        print(f"\nthe new model is the same as the current one ({current}); nothing to install")
+        return 0
+    ok, why = training.compare(new, results, current, bundled)
+    if not ok:
+        print(
+            f"privacy-desk: the new model is NOT installed: it is worse on the bundled sets than the "
+            f"current one ({current}): {why}",
+            file=sys.stderr,
+        )
+        return 1
+    tmp = target.with_name(f"{target.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(new.data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, target)
+    took = (datetime.now(UTC) - started).total_seconds()
+    print(
+        f"\ninstalled {target} ({len(new.data) / 1024:.0f} KiB, {new.features} features, C={new.params['C']:g}, "
+        f"trained in {took:.0f} s): {why}. `privacy-desk run` loads the newest model when it starts."
+    )
+    return 0
+
+
+async def _corrections(database: Path) -> list[Any]:
+    from storage.store import Store
+
+    async with await Store.open(database) as store:
+        return await store.corrections.all()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,7 +9,8 @@
     await store.read.cases.select(statuses=...)    # long reads: the read-only connection
 
 Aggregates: `cases` (facts, personal data, free texts, checklists), `mail` (received and written
-emails), `outbox`, `audit`, `cursors` (the mailbox), `jobs` (scheduled job runs), `notices`
+emails), `corrections` (staff's "Change type", kept as labelled examples), `outbox`, `audit`,
+`cursors` (the mailbox), `jobs` (scheduled job runs), `notices`
 (scheduled messages decided), and two read models: `overview` (case listings) and `stats` (the
 figures of summaries and reports).
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 from core.clock import Clock, system_clock
 from storage.audit import Audit
 from storage.cases import Cases
+from storage.corrections import Corrections
 from storage.cursor import Cursors
 from storage.db import Database, Session
 from storage.jobs import JobRuns
@@ -42,6 +44,7 @@ class Repositories:
     def __init__(self, session: Session, clock: Clock) -> None:
         self.cases = Cases(session, clock)
         self.mail = Mail(session, clock)
+        self.corrections = Corrections(session, clock, self.mail)
         self.outbox = Outbox(session, clock)
         self.audit = Audit(session, clock)
         self.cursors = Cursors(session, clock)

@@ -147,7 +147,11 @@ async def change_type(
     inventory: Inventory,
 ) -> Case:
     """Set the case's kinds (`labels`, primary first). The due date follows when the case becomes
-    or stops being a complaint; the checklist follows the rights asked for."""
+    or stops being a complaint; the checklist follows the rights asked for.
+
+    The new labels of the email that opened the case are kept, in the same transaction, as a
+    correction: a labelled example `privacy-desk train` learns from (`storage.corrections`).
+    Retention (issue 11) erases it with the case."""
     labels = list(dict.fromkeys(labels))
     if not labels or any(k not in KINDS for k in labels):
         raise TransitionError("Choose at least one type.", field="labels")
@@ -161,6 +165,9 @@ async def change_type(
             changes["due_date"] = due
         await tx.cases.replace_checklist(case.id, checklist_for(inventory, labels))
         await tx.outbox.post_checklist(case.id)
+        opening = await tx.corrections.email_id_of(case.message_id)
+        if opening is not None:  # a case opened by hand has no email to learn from
+            await tx.corrections.add(case.id, opening, labels, actor)
         return await record(tx, case, actor=actor, action="case.type_changed", changes=changes)
 
 
