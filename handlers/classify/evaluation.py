@@ -159,8 +159,9 @@ class Evaluation:
         return tuple(o for o in self.errors if not o.result.needs_review)
 
 
-def load_labelled(folder: Path) -> list[LabelledEmail]:
-    """The labelled messages of a folder with a `labels.csv`, in the CSV's order.
+def load_labelled(folder: Path, emails: str = "") -> list[LabelledEmail]:
+    """The labelled messages of a folder with a `labels.csv`, in the CSV's order (the files under
+    `folder/emails` when the set keeps them in a subfolder).
 
     Raises FileNotFoundError when the CSV or a listed file is missing and ValueError when a row's
     labels are not kinds or do not start with its primary kind.
@@ -175,11 +176,11 @@ def load_labelled(folder: Path) -> list[LabelledEmail]:
             items.append(
                 LabelledEmail(
                     file=row["file"],
-                    raw=(folder / row["file"]).read_bytes(),
-                    language=row.get("language", "").strip(),
+                    raw=(folder / emails / row["file"]).read_bytes(),
+                    language=(row.get("language") or "").strip(),
                     primary=primary,
                     labels=labels,
-                    note=(row.get("note") or "").strip(),
+                    note=(row.get("note") or row.get("notes") or "").strip(),
                 )
             )
     return items

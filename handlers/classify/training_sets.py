@@ -22,11 +22,10 @@ their folder given explicitly).
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable
 from pathlib import Path
 
-from handlers.classify.evaluation import ALL_KINDS, LabelledEmail
+from handlers.classify.evaluation import ALL_KINDS, LabelledEmail, load_labelled
 from storage.corrections import Correction
 
 __all__ = [
@@ -49,28 +48,8 @@ BUNDLED_SETS: dict[str, tuple[str, str]] = {
 }
 
 
-def load_set(folder: Path, emails: str = "") -> list[LabelledEmail]:
-    """The labelled messages of `folder/labels.csv`, in its order; the files are under
-    `folder/emails`. Raises FileNotFoundError when the CSV or a file is missing, ValueError when a
-    row's labels are not kinds or do not start with its primary."""
-    items: list[LabelledEmail] = []
-    with (folder / "labels.csv").open(newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            primary = row["primary"].strip()
-            labels = tuple(x.strip() for x in (row.get("labels") or primary).split("|") if x.strip())
-            if not labels or labels[0] != primary or not set(labels) <= set(ALL_KINDS):
-                raise ValueError(f"{folder / row['file']}: labels {labels} do not start with {primary!r}")
-            items.append(
-                LabelledEmail(
-                    file=row["file"],
-                    raw=(folder / emails / row["file"]).read_bytes(),
-                    language=(row.get("language") or "").strip(),
-                    primary=primary,
-                    labels=labels,
-                    note=(row.get("note") or row.get("notes") or "").strip(),
-                )
-            )
-    return items
+#: One labelled set (the evaluation's reader: `folder/labels.csv`, the files under `folder/emails`).
+load_set = load_labelled
 
 
 def bundled_sets(root: Path | str | None = None) -> dict[str, list[LabelledEmail]]:
