@@ -113,7 +113,12 @@ class Harness:
     async def open_modal(self, ref: str, action_id: str, *, user: str) -> dict[str, Any]:
         before = set(self.slack.views)
         await self.click(ref, action_id, user=user)
-        opened = [v for k, v in self.slack.views.items() if k not in before]
+        # the listener opens the modal after its ack: under load that may land a moment later
+        for _ in range(300):
+            opened = [v for k, v in self.slack.views.items() if k not in before]
+            if opened:
+                break
+            await asyncio.sleep(0.01)
         assert len(opened) == 1, f"no modal opened for {action_id}"
         return opened[0]
 
