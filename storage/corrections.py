@@ -11,12 +11,13 @@ mail in its vocabulary, so retrain after a purge.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from core.clock import Clock
-from storage.db import Session, dumps, iso, json_tuple
+from storage.db import Session, dumps, iso
 from storage.mail import Mail
 
 __all__ = ["Correction", "Corrections"]
@@ -59,51 +60,25 @@ class Corrections:
         )
         return correction_id
 
-    async def email_id_of(self, message_id: str) -> int | None:
-        """The id of the stored email with this Message-ID (the one that opened a case)."""
-        row = await self._db.one("SELECT id FROM emails WHERE message_id = ?", (message_id,))
-        return int(row[0]) if row is not None else None
-
     async def all(self, *, latest_only: bool = True) -> list[Correction]:
         """Every correction, oldest first, with its email's raw bytes (from the mail repository);
         with `latest_only`, one per email: the last labels a person gave it. Corrections whose
         email has no raw bytes left are not returned."""
-        rows = await self._db.all("SELECT * FROM corrections ORDER BY id")
+        rows = await self._db.fetch_all(Correction, "SELECT * FROM corrections ORDER BY id")
         if latest_only:
-            last = {r["email_id"]: r for r in rows}
-            rows = sorted(last.values(), key=lambda r: r["id"])
+            rows = sorted({c.email_id: c for c in rows}.values(), key=lambda c: c.id)
         out: list[Correction] = []
-        for r in rows:
-            raw = await self._mail.raw(r["email_id"])
-            if raw is None:
-                continue
-            out.append(
-                Correction(
-                    id=r["id"],
-                    case_id=r["case_id"],
-                    email_id=r["email_id"],
-                    labels=tuple(str(x) for x in json_tuple(r["labels"])),
-                    actor=r["actor"],
-                    at=datetime.fromisoformat(r["at"]),
-                    raw=raw,
-                )
-            )
+        for correction in rows:
+            raw = await self._mail.raw(correction.email_id)
+            if raw is not None:
+                out.append(dataclasses.replace(correction, raw=raw))
         return out
 
     async def of_case(self, case_id: int) -> list[Correction]:
         """A case's corrections, oldest first (without the raw bytes)."""
-        rows = await self._db.all("SELECT * FROM corrections WHERE case_id = ? ORDER BY id", (case_id,))
-        return [
-            Correction(
-                id=r["id"],
-                case_id=r["case_id"],
-                email_id=r["email_id"],
-                labels=tuple(str(x) for x in json_tuple(r["labels"])),
-                actor=r["actor"],
-                at=datetime.fromisoformat(r["at"]),
-            )
-            for r in rows
-        ]
+        return await self._db.fetch_all(
+            Correction, "SELECT * FROM corrections WHERE case_id = ? ORDER BY id", (case_id,)
+        )
 
     async def delete_of_case(self, case_id: int) -> int:
         """Erase a case's corrections (for retention); returns how many there were."""

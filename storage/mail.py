@@ -50,6 +50,11 @@ class Mail:
         """Whether an email with this Message-ID is already stored."""
         return await self._db.one("SELECT 1 FROM emails WHERE message_id = ?", (message_id,)) is not None
 
+    async def id_of(self, message_id: str) -> int | None:
+        """The id of the stored email with this Message-ID, if any."""
+        row = await self._db.one("SELECT id FROM emails WHERE message_id = ?", (message_id,))
+        return int(row[0]) if row is not None else None
+
     async def known(self, message_ids: Iterable[str]) -> set[str]:
         """Those of `message_ids` that are already stored."""
         ids = list(dict.fromkeys(message_ids))

@@ -165,7 +165,7 @@ async def change_type(
             changes["due_date"] = due
         await tx.cases.replace_checklist(case.id, checklist_for(inventory, labels))
         await tx.outbox.post_checklist(case.id)
-        opening = await tx.corrections.email_id_of(case.message_id)
+        opening = await tx.mail.id_of(case.message_id)
         if opening is not None:  # a case opened by hand has no email to learn from
             await tx.corrections.add(case.id, opening, labels, actor)
         return await record(tx, case, actor=actor, action="case.type_changed", changes=changes)

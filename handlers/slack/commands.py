@@ -14,7 +14,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from handlers.slack.listings import answer_blocks, outsider_home
+from handlers.slack.listings import answer_blocks, counts_text, outsider_home
 from handlers.slack.scheduled import render_home
 from storage.overview import CaseLine, Which
 
@@ -114,8 +114,6 @@ async def _listing(
 
 
 async def _stats(desk: Any, today: Any) -> tuple[str, list[dict[str, Any]]]:
-    from handlers.slack.listings import _counts  # the summary's wording
-
     stats = desk.store.read.stats
     now = await stats.open_now(today, pause_clock=desk.settings.clock_pause_on_wait)
     month = await stats.resolved(today - timedelta(days=29), today, tz=desk.calendar.tz)
@@ -123,7 +121,7 @@ async def _stats(desk: Any, today: Any) -> tuple[str, list[dict[str, Any]]]:
     m = month.median_days_to_answer
     median = "—" if m is None else f"{m:g} day{'' if m == 1 else 's'}"
     text = (
-        f"*Open:* {now.open} ({_counts(now.by_kind)})\n"
+        f"*Open:* {now.open} ({counts_text(now.by_kind)})\n"
         f"*Overdue:* {now.overdue} · *due within 7 days:* {now.due_soon} · *unassigned:* {now.unassigned} · "
         f"*extended:* {now.extended}\n"
         f"*Resolved in the last 30 days:* {month.resolved} · on time {rate} · median {median} to answer · "

@@ -24,6 +24,7 @@ __all__ = [
     "Item",
     "alarm_message",
     "answer_blocks",
+    "counts_text",
     "days_phrase",
     "digest_message",
     "home_view",
@@ -186,7 +187,7 @@ def digest_message(payload: Mapping[str, Any], links: Mapping[str, str]) -> Mess
 # --- the weekly summary ---------------------------------------------------------------------------
 
 
-def _counts(counts: Mapping[str, int], labels: Mapping[str, str] | None = None) -> str:
+def counts_text(counts: Mapping[str, int], labels: Mapping[str, str] | None = None) -> str:
     if not counts:
         return "none"
     name = (lambda k: labels.get(k, k)) if labels else kind_label
@@ -212,8 +213,8 @@ def summary_message(payload: Mapping[str, Any], links: Mapping[str, str]) -> Mes
     blocks: list[dict[str, Any]] = [
         _header(f"Weekly privacy summary · week of {short_date(week)}"),
         _section(
-            f"*Open:* {payload['open']} — by kind: {_counts(payload.get('open_by_kind') or {})}\n"
-            f"*By status:* {_counts(payload.get('open_by_status') or {}, STATUS_LABELS)}\n"
+            f"*Open:* {payload['open']} — by kind: {counts_text(payload.get('open_by_kind') or {})}\n"
+            f"*By status:* {counts_text(payload.get('open_by_status') or {}, STATUS_LABELS)}\n"
             f"*Overdue:* {payload['overdue']} · *due this week:* {payload.get('due_this_week', 0)} · "
             f"*unassigned:* {payload.get('unassigned', 0)}\n{last_week}"
         ),

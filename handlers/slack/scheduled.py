@@ -107,8 +107,6 @@ class ScheduledSender:
         try:
             if row.kind == "home":
                 return await self._publish_home(str(row.recipient or ""))
-            if row.kind == "summary_dm":
-                return await self._for_one_person(row)
             notice = await self.store.notices.get(row.notice_id or 0)
             if notice is None:
                 raise Refused("the notice no longer exists")
@@ -116,22 +114,13 @@ class ScheduledSender:
             if message is None:
                 return Delivered(None)
             return await self._post(row, message)
+        except SlackApiError as e:
+            # a direct message Slack refuses for that person's sake (gone, deactivated) fails alone
+            if row.kind == "summary_dm" and _about_one_person(e):
+                raise Refused(f"Slack refused the direct message ({error_code(e)})") from None
+            raise as_delivery_error(e, own_channel=row.kind != "summary_dm") from None
         except SLACK_FAILURES as e:
             raise as_delivery_error(e, own_channel=row.kind != "summary_dm") from None
-
-    async def _for_one_person(self, row: OutboxRow) -> Delivered:
-        """A direct message: an error about that person (gone, deactivated) refuses it alone."""
-        notice = await self.store.notices.get(row.notice_id or 0)
-        if notice is None:
-            raise Refused("the notice no longer exists")
-        message = await self._render(row, notice)
-        assert message is not None
-        try:
-            return await self._post(row, message)
-        except SlackApiError as e:
-            if _about_one_person(e):
-                raise Refused(f"Slack refused the direct message ({error_code(e)})") from None
-            raise
 
     async def sent(self, tx: Tx, row: OutboxRow, delivered: Delivered) -> None:
         """Nothing follows from a scheduled message being posted."""
