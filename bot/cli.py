@@ -172,7 +172,9 @@ def _load_model(database_path: Path | str) -> None:
     except ValueError as e:
         logger.error("%s; classifying with the bundled model", e)
         model = use_model(None)
-    logger.info("classifier model: %s (%d features)", model.source.name if model.source else "?", len(model.vocab))
+    logger.info(
+        "classifier model: %s (%d features)", model.source.name if model.source else "?", len(model.vocab)
+    )
 
 
 def _deadline(environ: dict[str, str], args: argparse.Namespace) -> int:

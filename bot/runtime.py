@@ -31,6 +31,7 @@ from bot.scheduler import Scheduler
 from bot.settings import Settings
 from core.clock import Clock, system_clock
 from core.errors import redacted
+from handlers.cases.acknowledgement import Acknowledgements
 from handlers.cases.intake import IntakeOutcome, IntakeRules, take_in, take_in_unparsed
 from handlers.cases.inventory import Inventory
 from handlers.jobs import Job
@@ -72,6 +73,8 @@ async def run(
             with suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
 
+    if settings.acknowledge and settings.smtp is None:
+        logger.warning("ACKNOWLEDGE is on but SMTP_HOST is not set: new cases are not acknowledged")
     status = 0
     async with AsyncExitStack() as stack:
         store = await Store.open(settings.database_path, clock=clock)
@@ -196,7 +199,7 @@ def build_outbox(
     channel, calendar = settings.slack.channel_id, settings.calendar
     staff = staff or StaffDirectory(client, channel=channel, fixed=settings.slack.staff_user_ids)
     senders: list[Sender] = [
-        SlackSender(store, client, channel=channel, calendar=calendar, clock=clock),
+        SlackSender(store, client, channel=channel, calendar=calendar, clock=clock, writer=settings.writer()),
         ScheduledSender(
             store,
             client,
@@ -213,6 +216,19 @@ def build_outbox(
     return OutboxWorker(store, senders, clock=clock)
 
 
+def intake_rules(settings: Settings, inventory: Inventory | None = None) -> IntakeRules:
+    """How intake treats new mail under these settings: new cases are acknowledged when
+    `ACKNOWLEDGE` is on and outgoing mail is configured."""
+    acknowledging = settings.acknowledge and settings.smtp is not None
+    return IntakeRules(
+        authserv_id=settings.imap.authserv_id,
+        inventory=inventory,
+        pause_clock=settings.clock_pause_on_wait,
+        mail_from=settings.mail_from_address,
+        acknowledgements=Acknowledgements(settings.writer()) if acknowledging else None,
+    )
+
+
 def build_watcher(
     settings: Settings,
     store: Store,
@@ -226,9 +242,7 @@ def build_watcher(
 ) -> MailboxWatcher:
     """The mailbox watcher wired to the intake use case and the store's cursor."""
     calendar = settings.calendar
-    rules = IntakeRules(
-        authserv_id=settings.imap.authserv_id, inventory=inventory, pause_clock=settings.clock_pause_on_wait
-    )
+    rules = intake_rules(settings, inventory)
 
     async def reset_cursor(folder: str, uidvalidity: int, uidnext: int) -> None:
         async with store.transaction() as tx:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,6 +22,8 @@ from dotenv import dotenv_values
 
 from core.errors import ConfigError
 from handlers.cases.deadlines import Calendar
+from handlers.mail_out.letters import Writer
+from handlers.mail_out.templates import TemplateError, Templates
 
 __all__ = ["ImapSettings", "Secret", "Settings", "SlackSettings", "SmtpSettings", "load_environ"]
 
@@ -181,6 +184,20 @@ class Settings:
     reminder_hour: int = 9
     imap_alert_minutes: int = 30
     fake_now: datetime | None = None
+    acknowledge: bool = True
+    templates_dir: Path | None = None
+    templates: Templates = field(default_factory=Templates.load, repr=False, compare=False)
+
+    @property
+    def mail_from_address(self) -> str:
+        """The addr-spec of `MAIL_FROM` (lower-cased), without any display name."""
+        return parseaddr(self.mail_from)[1].lower()
+
+    def writer(self) -> Writer:
+        """Fills in the templates for a case, from the privacy address, with this country's fallback."""
+        return Writer(
+            self.templates, country=self.calendar.holidays_country, mail_from=self.mail_from_address
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, http_port: int | None = None) -> Settings:
@@ -262,8 +279,15 @@ class Settings:
             )
 
         mail_from = r.text("MAIL_FROM", imap.username)
-        if "@" not in mail_from and (smtp is not None or r.optional("MAIL_FROM")):
+        if "@" not in parseaddr(mail_from)[1] and (smtp is not None or r.optional("MAIL_FROM")):
             raise ConfigError("MAIL_FROM", f"must be an email address, got {mail_from!r}")
+        if any(c in mail_from for c in "\r\n\x00"):
+            raise ConfigError("MAIL_FROM", "must not hold a line break")
+        templates_dir = Path(folder) if (folder := r.optional("TEMPLATES_DIR")) else None
+        try:
+            templates = Templates.load(templates_dir)
+        except TemplateError as e:
+            raise ConfigError("TEMPLATES_DIR", str(e)) from None
 
         return cls(
             slack=slack,
@@ -278,6 +302,9 @@ class Settings:
             reminder_hour=r.integer("REMINDER_HOUR", 9, minimum=0, maximum=23),
             imap_alert_minutes=r.integer("IMAP_ALERT_MINUTES", 30, minimum=1, maximum=10080),
             fake_now=_instant(r.optional("PRIVACY_DESK_FAKE_NOW"), calendar, "PRIVACY_DESK_FAKE_NOW"),
+            acknowledge=r.flag("ACKNOWLEDGE", True),
+            templates_dir=templates_dir,
+            templates=templates,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from core.clock import Clock
 from storage.db import Session, dumps, iso, json_tuple
@@ -151,6 +152,16 @@ class Mail:
         return await self._db.fetch_all(
             OutboundEmail, f"{_SELECT_OUTBOUND} WHERE o.case_id = ? ORDER BY o.id", (case_id,)
         )
+
+    async def acknowledged_since(self, address: str, since: datetime) -> bool:
+        """Whether an acknowledgement went (or is queued) to `address` at or after `since`."""
+        row = await self._db.one(
+            "SELECT 1 FROM outbound_emails o JOIN outbound_contents c ON c.outbound_id = o.id "
+            "WHERE o.purpose IN ('acknowledgement', 'acknowledgement_review') AND o.created_at >= ? "
+            "AND lower(c.to_addr) = lower(?) LIMIT 1",
+            (iso(since), address),
+        )
+        return row is not None
 
     async def add_outbound(
         self,

@@ -15,6 +15,7 @@ from bot.settings import Settings
 from storage.store import Store
 from tests.support.dovecot import Dovecot, MailUser, dovecot_binary
 from tests.support.slack_standin import SlackStandIn
+from tests.support.smtp_sink import Sink
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -145,3 +146,13 @@ async def wait_until(predicate: Callable[[], object], timeout: float = 10.0, eve
 def subprocess_env() -> dict[str, str]:
     """A clean environment for running the product as a subprocess (no inherited Slack/IMAP settings)."""
     return {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "IMAP_", "SMTP_"))}
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    server = Sink()
+    server.controller.start()
+    try:
+        yield server
+    finally:
+        server.controller.stop()

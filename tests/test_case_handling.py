@@ -8,6 +8,7 @@ itself posted, as Slack would); the publisher re-renders roots and posts notes f
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot.app import build_client, create_app
 from bot.outbox import OutboxWorker
+from bot.runtime import intake_rules
 from bot.settings import Settings
 from handlers.cases.actions import record, resolve
 from handlers.cases.intake import IncomingMessage, IntakeRules, take_in
@@ -57,13 +59,19 @@ class Harness:
     outbox: OutboxWorker
     acks: list[dict[str, Any]] = field(default_factory=list)
     uid: int = 0
+    acknowledging: bool = False  # take mail in as `run` does, acknowledgements included
+
+    def intake_rules(self) -> IntakeRules:
+        if self.acknowledging:
+            return dataclasses.replace(intake_rules(self.settings, load_inventory()), authserv_id=AUTHSERV)
+        return IntakeRules(
+            authserv_id=AUTHSERV, inventory=load_inventory(), pause_clock=self.settings.clock_pause_on_wait
+        )
 
     async def deliver(self, raw: bytes, *, arrived: datetime | None = None) -> str | None:
         """Take an email in as the mailbox would; returns its case reference."""
         self.uid += 1
-        rules = IntakeRules(
-            authserv_id=AUTHSERV, inventory=load_inventory(), pause_clock=self.settings.clock_pause_on_wait
-        )
+        rules = self.intake_rules()
         outcome = await take_in(
             self.store,
             IncomingMessage(raw, "INBOX", 1, self.uid, arrived or self.clock()),
@@ -126,9 +134,10 @@ class Harness:
         """Submit a modal; `values` maps field -> value (str, list of str, or a user id)."""
         state: dict[str, dict[str, dict[str, Any]]] = {}
         for block in view["blocks"]:
-            if block["type"] != "input" or block["block_id"] not in values:
+            field_name = block.get("block_id", "").split("~")[0]  # "body~template": the field "body"
+            if block["type"] != "input" or field_name not in values:
                 continue
-            element, value = block["element"], values[block["block_id"]]
+            element, value = block["element"], values[field_name]
             options = {o["value"]: o for o in element.get("options") or []}
             if element["type"] in ("static_select", "radio_buttons"):
                 entry = {"selected_option": options[value]}
@@ -143,7 +152,9 @@ class Harness:
 
 def outbox_for(settings: Settings, store: Store, client: Any, clock: Clock, **senders: Any) -> OutboxWorker:
     """The outbox worker as the runtime builds it, with short intervals for tests."""
-    slack_sender = SlackSender(store, client, channel=CHANNEL, calendar=settings.calendar, clock=clock)
+    slack_sender = SlackSender(
+        store, client, channel=CHANNEL, calendar=settings.calendar, clock=clock, writer=settings.writer()
+    )
     return OutboxWorker(store, [slack_sender, *senders.values()], clock=clock, idle_interval=0.05)
 
 

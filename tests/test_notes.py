@@ -71,7 +71,8 @@ def test_the_words_of_each_event(action: str, after: dict[str, object], text: st
 def test_an_extension_note_carries_the_notice_and_its_button() -> None:
     after = {"due_date": "2027-02-25", "notify_by": "2026-12-28", "status": "extended"}
     words, blocks = note_message(
-        event("case.extended", after), NoteContext(case=CASE, tz=TZ, text="archives")
+        event("case.extended", after),
+        NoteContext(case=CASE, tz=TZ, text="archives", notice="Dear Ana Lopez,\n\nWe need more time."),
     )
     assert words.startswith("<@UALICE01> extended the deadline to 25 February 2027: archives")
     assert "must be told by 28 December 2026" in words and "Dear Ana Lopez" in words

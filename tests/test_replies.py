@@ -5,17 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import email
-import email.policy
 import html
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from email.utils import make_msgid
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot.app import build_client, create_app
@@ -25,58 +22,12 @@ from handlers.cases.inventory import load_inventory
 from handlers.mail_out.smtp import SmtpSender
 from storage.store import Store
 from tests.conftest import wait_until
-from tests.support.dovecot import free_port
 from tests.support.factory import case_record
 from tests.support.slack_standin import SlackStandIn
+from tests.support.smtp_sink import Sink
 from tests.test_case_handling import ACCESS_AND_ERASURE, ALICE, Clock, Harness, buttons, outbox_for
 
 MAIL_FROM = "privacy@imal.example"
-
-
-class Sink:
-    """An SMTP server in the test process: refuses recipients in `refuse` with 550, turns those in
-    `later` away with 451, and (like aiosmtpd by default) offers no SMTPUTF8 unless `utf8`."""
-
-    def __init__(self, *, utf8: bool = False) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-        self.recipients: list[list[str]] = []  # the envelope recipients of each message, in order
-        self.refuse: set[str] = set()
-        self.later: set[str] = set()
-        self.utf8 = utf8
-        self.port = free_port()
-        self.controller = self._controller()
-
-    def _controller(self) -> Controller:
-        return Controller(self, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=self.utf8)
-
-    def restart(self) -> None:
-        """Start again on the same port after `controller.stop()` (a stopped Controller cannot restart)."""
-        self.controller = self._controller()
-        self.controller.start()
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
-        if address in self.refuse:
-            return "550 5.1.1 No such user"
-        if address in self.later:
-            return "451 4.7.1 Try again later"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.recipients.append(list(envelope.rcpt_tos))
-        content = envelope.content if isinstance(envelope.content, bytes) else envelope.content.encode()
-        self.messages.append(email.message_from_bytes(content, policy=email.policy.default))
-        return "250 Message accepted"
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink()
-    server.controller.start()
-    try:
-        yield server
-    finally:
-        server.controller.stop()
 
 
 ReplyHarness = Harness
@@ -140,7 +91,7 @@ async def test_a_reply_is_sent_threaded_and_the_answer_comes_back_to_the_case(
     await wait_until(lambda: sink.messages, 10)
     sent = sink.messages[0]
     assert sent["From"] == MAIL_FROM
-    assert sent["To"] == "ana.lopez@example.org"
+    assert sent["To"] == "Ana Lopez <ana.lopez@example.org>"
     assert sent["Subject"] == f"Re: [{ref}] My data"
     assert sent["In-Reply-To"] == case.message_id
     assert case.message_id in sent["References"]
@@ -243,7 +194,7 @@ async def test_without_smtp_the_reply_button_explains_what_is_missing(
     ],
 )
 def test_reply_subject(subject: str, language: str, expected: str) -> None:
-    from handlers.cases.notices import reply_subject
+    from handlers.mail_out.outgoing import reply_subject
 
     case = case_record(ref="PRIV-2026-0001", language=language, subject=subject)
     assert reply_subject(ref=case.ref, subject=case.subject, language=case.language) == expected
@@ -258,12 +209,12 @@ async def test_the_extension_notice_can_be_sent_from_its_note(desk: ReplyHarness
     before = set(desk.slack.views)
     await desk.send(desk.slack.block_actions_payload(note, "case.reply_notice", user=ALICE))
     [modal] = [v for k, v in desk.slack.views.items() if k not in before]
-    body = next(b for b in modal["blocks"] if b.get("block_id") == "body")
+    body = next(b for b in modal["blocks"] if b.get("block_id") == "body~extension_notice")
     assert "two months" in body["element"]["initial_value"]
     assert "several archives must be searched" in body["element"]["initial_value"]
     await desk.submit(modal, user=ALICE, values={"body": body["element"]["initial_value"]})
     await wait_until(lambda: sink.messages, 10)
-    assert "extending the time to answer by two months" in sink.messages[0].get_content()
+    assert "by two months" in sink.messages[0].get_content() and "12(3)" in sink.messages[0].get_content()
 
 
 def raw_request(

@@ -568,3 +568,24 @@ def test_run_reads_the_dotenv_file_of_the_working_directory(tmp_path: Path) -> N
     assert result.returncode == 2, result.stderr
     assert "IMAP_HOST" in result.stderr  # the Slack variables came from .env; the next missing one is named
     assert BOT_TOKEN not in result.stderr + result.stdout
+
+
+def test_run_with_a_broken_template_exits_2_naming_the_file_and_line(tmp_path: Path) -> None:
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "refusal.fr.txt").write_text("$greeting\n\nVotre mot de passe : $password\n", encoding="utf-8")
+    env = {**SOCKET_ENV, "TEMPLATES_DIR": str(folder)}
+    result = run_cli(["run"], env, tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert (
+        "TEMPLATES_DIR" in result.stderr and "refusal.fr.txt:3: unknown variable $password" in result.stderr
+    )
+    assert not (tmp_path / "privacy-desk.sqlite3").exists()
+
+
+def test_acknowledge_is_on_by_default_and_can_be_turned_off() -> None:
+    assert Settings.from_env(FULL_ENV).acknowledge is True
+    assert Settings.from_env({**FULL_ENV, "ACKNOWLEDGE": "false"}).acknowledge is False
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({**FULL_ENV, "ACKNOWLEDGE": "sometimes"})
+    assert refused.value.setting == "ACKNOWLEDGE"

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from email.utils import make_msgid
 
-from core.errors import TransitionError
+from core.errors import Refused, TransitionError
 from core.vocabulary import (
     FULFILLING_OUTCOMES,
     IDENTITY_METHODS,
@@ -29,7 +28,10 @@ from core.vocabulary import (
 )
 from handlers.cases.deadlines import Calendar
 from handlers.cases.inventory import Inventory, checklist_for
-from handlers.cases.notices import long_date, reply_subject
+from handlers.cases.notices import long_date
+from handlers.mail_out.letters import letter_languages
+from handlers.mail_out.outgoing import queue_email
+from handlers.mail_out.templates import OFFERED
 from storage.models import Case, StoredEmail
 from storage.store import Store, Tx
 
@@ -356,41 +358,50 @@ async def reply_to_requester(
     now: datetime,
     pause_clock: bool,
     mail_from: str,
+    template: str = "",
+    country: str = "BE",
 ) -> Case:
     """Record an email to the requester for the outbox to send (threaded to their last email, the
-    case reference in the subject); optionally start waiting for their answer in the same step."""
+    case reference in the subject); optionally start waiting for their answer in the same step.
+
+    `template` names the template the message was written from (see `OFFERED`): it is recorded
+    as the email's purpose, and its languages as the email's. Asking for identity documents
+    always starts the wait for them."""
     body = body.strip()
     if not body:
         raise TransitionError("Write the reply.", field="body")
     if wait_for and wait_for not in WAITING_FOR:
         raise TransitionError("Choose what you are waiting for, or nothing.", field="wait_for")
+    if template and template not in OFFERED:
+        raise TransitionError("Choose one of the templates, or none.", field="body")
+    if template == "identity_request" and not wait_for:
+        wait_for = "identity"
     async with store.transaction(now=now) as tx:
         case = await _open_case(tx, case_id)
         if "@" not in case.requester_email:
             raise TransitionError("This case has no address to answer to.", field="body")
-        in_reply_to, references = await tx.mail.thread_ids(case.id)
-        domain = mail_from.rsplit("@", 1)[-1] if "@" in mail_from else None
-        outbound_id = await tx.mail.add_outbound(
-            case_id=case.id,
-            message_id=make_msgid(domain=domain),
-            to_addr=case.requester_email,
-            subject=reply_subject(ref=case.ref, subject=case.subject, language=case.language),
-            body=body,
-            language=case.language,
-            in_reply_to=in_reply_to,
-            references=[*references, in_reply_to] if in_reply_to else [],
-            author=actor,
-        )
-        await tx.outbox.send_email(case.id, outbound_id)
+        language = ", ".join(letter_languages(case.language, country=country)) if template else case.language
+        try:
+            outbound_id = await queue_email(
+                tx,
+                case,
+                purpose=template or "reply",
+                body=body,
+                language=language,
+                author=actor,
+                mail_from=mail_from,
+            )
+        except Refused as e:
+            raise TransitionError(f"This email cannot be sent: {e}.", field="body") from None
         case = await record(
             tx,
             case,
             actor=actor,
             action="case.replied",
-            facts={"characters": len(body)},
+            facts={"characters": len(body), **({"template": template} if template else {})},
             outbound_id=outbound_id,
         )
-        if wait_for:
+        if wait_for and case.status != "awaiting_requester":
             case = await _begin_wait(
                 tx, case, actor=actor, waiting_for=wait_for, note="", pause_clock=pause_clock
             )

@@ -18,10 +18,12 @@ from typing import Literal
 from core.clock import system_clock
 from core.errors import TransitionError
 from core.refs import refs_in
+from handlers.cases.acknowledgement import Acknowledgements, acknowledge
 from handlers.cases.actions import end_wait
 from handlers.cases.deadlines import Calendar
 from handlers.cases.inventory import Inventory, checklist_for
 from handlers.classify.classifier import Classification, classify
+from handlers.mail_in.forwards import forwarded_sender
 from handlers.mail_in.parsing import InboundEmail, parse_email, strip_attachments, synthetic_message_id
 from handlers.mail_in.sender_check import SenderCheck, check_sender
 from storage.db import iso
@@ -50,7 +52,7 @@ class IncomingMessage:
     historical: bool = False
 
 
-Action = Literal["opened_case", "follow_up", "automated", "historical", "duplicate"]
+Action = Literal["opened_case", "follow_up", "automated", "historical", "own_mail", "duplicate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +67,19 @@ class IntakeOutcome:
 @dataclass(frozen=True, slots=True)
 class IntakeRules:
     """How intake treats new mail: our mail server's authserv-id (for the spoofing warning), the
-    data inventory (each new case's checklist) and whether waiting for the requester pauses the
-    legal clock."""
+    data inventory (each new case's checklist), whether waiting for the requester pauses the
+    legal clock, our privacy address (`mail_from`: its own mail coming back opens no case, and
+    mail from its domain is a colleague's) and how to acknowledge new cases (None: not at all)."""
 
     authserv_id: str | None = None
     inventory: Inventory | None = None
     pause_clock: bool = False
+    mail_from: str = ""
+    acknowledgements: Acknowledgements | None = None
+
+    @property
+    def own_domain(self) -> str:
+        return self.mail_from.rpartition("@")[2].lower()
 
 
 NO_RULES = IntakeRules()
@@ -97,10 +106,13 @@ async def take_in(
     - a Message-ID already stored: nothing is stored again (the cursor still advances);
     - a reply to a stored email (In-Reply-To/References) or a subject naming a case reference:
       stored on that case as a follow-up;
+    - our own mail coming back (from `MAIL_FROM`): recorded, never a case;
     - an auto-reply or bounce: recorded, never a case;
     - mail older than the backfill window on the first start: recorded, never a case;
     - anything else, unreadable messages included: a new case with its legal due date, its
-      data-system checklist and what our own mail server said about the sender.
+      data-system checklist, what our own mail server said about the sender and its
+      acknowledgement (or why there is none). A colleague's forward from our own domain opens
+      the forwarded person's case.
 
     An answer from the requester to a case waiting for them ends the wait — unless our mail
     server says the sender was forged: then the thread says so and the case keeps waiting.
@@ -110,7 +122,9 @@ async def take_in(
     async with store.transaction(now=now or system_clock()) as tx:
         outcome = await _record(tx, message, read, calendar, rules)
         await tx.cursors.advance(message.folder, uidvalidity=message.uidvalidity, uid=message.uid)
-    if outcome.action == "opened_case":
+    if outcome.action == "own_mail":
+        logger.info("uid %d: our own mail came back; no case", message.uid)
+    elif outcome.action == "opened_case":
         logger.info("case %s opened (%s)", outcome.case_ref, read.verdict.kind)
     elif outcome.case_ref:
         logger.info("%s stored on case %s", outcome.action.replace("_", "-"), outcome.case_ref)
@@ -196,6 +210,10 @@ async def _record(
     if await tx.mail.exists(email.message_id):
         return IntakeOutcome("duplicate", email.message_id)
 
+    if rules.mail_from and email.from_addr == rules.mail_from.lower():
+        await tx.mail.add(**_email_fields(message, read, case_id=None, disposition="automated"))
+        return IntakeOutcome("own_mail", email.message_id)
+
     case = await _case_followed_up(tx, email)
     if case is not None:
         return await _follow_up(tx, case, message, read, calendar, rules)
@@ -209,6 +227,12 @@ async def _record(
     reasons = list(verdict.reasons)
     if email.unreadable:
         reasons.insert(0, "could not be read")
+    requester_email, requester_name = email.requester, email.from_name
+    if rules.own_domain and email.from_addr.rpartition("@")[2] == rules.own_domain:
+        forwarded = forwarded_sender(email)
+        if forwarded is not None and forwarded[1].rpartition("@")[2] != rules.own_domain:
+            requester_name, requester_email = forwarded
+            reasons.append("forwarded by a colleague")
     case = await tx.cases.open(
         kind=verdict.kind,
         labels=verdict.labels,
@@ -216,8 +240,8 @@ async def _record(
         needs_review=verdict.needs_review or email.unreadable,
         reasons=reasons,
         language=verdict.language,
-        requester_email=email.requester,
-        requester_name=email.from_name,
+        requester_email=requester_email,
+        requester_name=requester_name,
         subject=email.subject,
         message_id=email.message_id,
         received_at=message.arrived_at,
@@ -248,6 +272,8 @@ async def _record(
         if items:
             await tx.cases.replace_checklist(case.id, items)
             await tx.outbox.post_checklist(case.id)
+    if rules.acknowledgements is not None:
+        await acknowledge(tx, case, email, read.sender, rules.acknowledgements)
     return IntakeOutcome("opened_case", email.message_id, case.ref)
 
 

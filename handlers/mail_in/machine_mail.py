@@ -19,7 +19,7 @@ from typing import Literal
 
 from handlers.mail_in.parsing import InboundEmail
 
-__all__ = ["AutomatedVerdict", "detect_automated"]
+__all__ = ["AutomatedVerdict", "detect_automated", "from_mailing_list", "is_unanswerable_address"]
 
 AutomatedKind = Literal["auto_reply", "bounce"]
 
@@ -37,7 +37,7 @@ class AutomatedVerdict:
     certain: bool = True
 
 
-_BOUNCE_SENDER = re.compile(
+BOUNCE_SENDER = re.compile(
     r"^(?:mailer-daemon|postmaster|mail-daemon|mailerdaemon|bounces?)(?:[+@.]|$)", re.I
 )
 _BOUNCE_SENDER_NAME = re.compile(
@@ -89,7 +89,7 @@ _READ_SUBJECT = re.compile(
 _AUTO_HEADER_VALUE = re.compile(
     r"auto[-_ ]?(?:replied|reply|generated|notified|respon[ds]e?|submitted)", re.I
 )
-_NOREPLY_SENDER = re.compile(r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|donotreply|noreply)(?:[+@.]|$)", re.I)
+NOREPLY_SENDER = re.compile(r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|donotreply|noreply)(?:[+@.]|$)", re.I)
 
 
 def detect_automated(email: InboundEmail) -> AutomatedVerdict | None:
@@ -126,7 +126,7 @@ def detect_automated(email: InboundEmail) -> AutomatedVerdict | None:
     machine_header = _empty_return_path(email) or auto_submitted not in ("", "no")
     if structural:
         return AutomatedVerdict("bounce", tuple(structural + weak_bounce))
-    if _BOUNCE_SENDER.match(sender_local) and auto_submitted != "no":
+    if BOUNCE_SENDER.match(sender_local) and auto_submitted != "no":
         return AutomatedVerdict("bounce", (f"sender {sender_local.lower()}", *weak_bounce))
     if len(weak_bounce) >= 2 or (weak_bounce and machine_header):
         return AutomatedVerdict("bounce", tuple(weak_bounce), certain=machine_header)
@@ -159,7 +159,7 @@ def detect_automated(email: InboundEmail) -> AutomatedVerdict | None:
         weak.append("read-receipt subject")
     if _AUTO_BODY.search(body[:1500]):
         weak.append("out-of-office wording")
-    if _NOREPLY_SENDER.match(sender_local):
+    if NOREPLY_SENDER.match(sender_local):
         weak.append("no-reply sender")
     if precedence in ("bulk", "junk", "list") and not from_list:
         weak.append(f"Precedence: {precedence}")
@@ -178,3 +178,17 @@ def detect_automated(email: InboundEmail) -> AutomatedVerdict | None:
 def _empty_return_path(email: InboundEmail) -> bool:
     rp = email.header("return-path")
     return rp is not None and rp.strip() in ("<>", "")
+
+
+def is_unanswerable_address(address: str) -> bool:
+    """A no-reply, mailer-daemon or postmaster address: nobody reads what is sent to it."""
+    local = address.rpartition("@")[0] or address
+    return bool(NOREPLY_SENDER.match(local) or BOUNCE_SENDER.match(local))
+
+
+def from_mailing_list(email: InboundEmail) -> bool:
+    """Mail sent through a list or in bulk (`List-Id`, `List-Unsubscribe`, `List-Post`,
+    `Precedence: list|bulk|junk`): RFC 3834 §2 says not to answer it automatically."""
+    if any(email.header(h) for h in ("list-id", "list-unsubscribe", "list-post")):
+        return True
+    return (email.header("precedence") or "").strip().lower() in ("list", "bulk", "junk")

@@ -70,7 +70,9 @@ class SmtpSender:
         case = await self.store.cases.get(row.case_id)
         if outbound is None or case is None:
             raise Refused("the email or its case no longer exists")
-        message = build_message(outbound, mail_from=self.mail_from, case_ref=case.ref)
+        message = build_message(
+            outbound, mail_from=self.mail_from, case_ref=case.ref, to_name=case.requester_name
+        )
         await asyncio.to_thread(self._deliver, message, recipient(outbound.to_addr))
         logger.info("case %s: email accepted by the mail server", case.ref)
         return Delivered(outbound.message_id)
@@ -95,7 +97,7 @@ class SmtpSender:
             outbound_id=row.outbound_id,
         )
         for event in await tx.audit.of_outbound(row.outbound_id or 0):
-            if event.action == "case.replied":
+            if event.action in ("case.replied", "case.acknowledged"):
                 await tx.outbox.update_note(event.id)
         return event_id
 

@@ -17,7 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from core.errors import TransitionError
 from handlers.cases import actions as case_actions
-from handlers.cases.notices import extension_notice
+from handlers.mail_out.templates import OFFERED
 from handlers.slack import modals as views
 from storage.models import Case
 
@@ -35,6 +35,7 @@ def register(app: AsyncApp) -> None:
     app.action("case.answered")(answered_clicked)
     app.action("case.checklist")(checklist_ticked)
     app.action("case.split")(split_clicked)
+    app.action("case.reply_template")(reply_template_picked)
     for action_id, opener in _OPENERS.items():
         app.action(action_id)(opener)
     for callback_id, submitted in _SUBMISSIONS.items():
@@ -247,8 +248,38 @@ async def _reply_notice(desk: Any, case: Case) -> dict[str, Any] | str:
     view = await _reply(desk, case)
     if isinstance(view, str) or case.extended_at is None:
         return view
-    notice = extension_notice(case, due=case.due_date, reason=case.extension_reason)
-    return views.reply_view(case, pause_clock=desk.settings.clock_pause_on_wait, initial=notice)
+    return _reply_from(desk, case, "extension_notice")
+
+
+def _reply_from(desk: Any, case: Case, template: str) -> dict[str, Any]:
+    """The Reply modal pre-filled with a template, in the requester's language."""
+    letter = desk.settings.writer().write(template, case, extension_reason=case.extension_reason)
+    return views.reply_view(
+        case,
+        pause_clock=desk.settings.clock_pause_on_wait,
+        initial=letter.body,
+        template=template,
+        wait_for="identity" if template == "identity_request" else "",
+    )
+
+
+async def reply_template_picked(ack: Any, body: dict[str, Any], client: AsyncWebClient, desk: Any) -> None:
+    """A template chosen in the Reply modal: the modal again, its message pre-filled with it."""
+    await ack()
+    user = str((body.get("user") or {}).get("id", ""))
+    if not await desk.staff.is_staff(user):
+        logger.info("refused a template choice from someone who is not staff")
+        return
+    view = body.get("view") or {}
+    chosen = ((body.get("actions") or [{}])[0].get("selected_option") or {}).get("value", "")
+    case = await desk.store.cases.get(views.metadata_of(view))
+    if case is None or chosen not in OFFERED:
+        return
+    if not case.is_open or "@" not in case.requester_email:
+        return
+    await client.views_update(
+        view_id=view.get("id"), hash=view.get("hash"), view=_reply_from(desk, case, chosen)
+    )
 
 
 async def _reopen(desk: Any, case: Case) -> dict[str, Any] | str:
@@ -274,7 +305,8 @@ _SERVICES: dict[str, Callable[[Any], object]] = {
     "calendar": lambda desk: desk.calendar,
     "inventory": lambda desk: desk.inventory,
     "pause_clock": lambda desk: desk.settings.clock_pause_on_wait,
-    "mail_from": lambda desk: desk.settings.mail_from,
+    "mail_from": lambda desk: desk.settings.mail_from_address,
+    "country": lambda desk: desk.calendar.holidays_country,
 }
 
 
@@ -285,6 +317,7 @@ def _submission(
     lists: tuple[str, ...] = (),
     services: tuple[str, ...] = (),
     prepare: Callable[[Any, dict[str, Any]], dict[str, Any]] = lambda desk, fields: fields,
+    template: bool = False,
 ) -> Callable[..., Awaitable[None]]:
     """A view_submission listener: check staff, read the modal's fields (`texts` as strings,
     `lists` as lists of strings; `prepare` may check or reshape them), apply the use case (which
@@ -299,6 +332,8 @@ def _submission(
             return
         values = views.values_of(view)
         fields = {f: _str(values, f) for f in texts} | {f: _list(values, f) for f in lists}
+        if template:
+            fields["template"] = views.template_of(view)
         try:
             await use_case(
                 desk.store,
@@ -362,7 +397,7 @@ _SUBMISSIONS = {
     ),
     "case.reopen": _submission(case_actions.reopen, texts=("reason",)),
     "case.reply": _submission(
-        case_actions.reply_to_requester, texts=("body", "wait_for"), services=("pause_clock", "mail_from"),
-        prepare=_mail_configured,
+        case_actions.reply_to_requester, texts=("body", "wait_for"), services=("pause_clock", "mail_from", "country"),
+        prepare=_mail_configured, template=True,
     ),
 }  # fmt: skip

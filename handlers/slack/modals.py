@@ -13,6 +13,7 @@ from datetime import date
 from core.vocabulary import IDENTITY_METHODS, KINDS, OUTCOME_LABELS, WAITING_LABELS, kind_label
 from handlers.cases.inventory import Inventory
 from handlers.cases.notices import long_date
+from handlers.mail_out.templates import OFFERED
 from handlers.slack.blocks import escape_mrkdwn
 from storage.models import Case
 
@@ -24,6 +25,7 @@ __all__ = [
     "reopen_view",
     "reply_view",
     "resolve_view",
+    "template_of",
     "values_of",
     "verify_view",
     "wait_view",
@@ -257,11 +259,34 @@ def resolve_view(case: Case, *, inventory: Inventory | None) -> dict[str, object
     return _modal("case.resolve", case, "Resolve case", "Resolve", blocks)
 
 
-def reply_view(case: Case, *, pause_clock: bool, initial: str = "") -> dict[str, object]:
-    """Write to the requester (sent by email from the privacy address, threaded to their mail);
-    `initial` pre-fills the message (the notice of an extension, say)."""
+def reply_view(
+    case: Case, *, pause_clock: bool, initial: str = "", template: str = "", wait_for: str = ""
+) -> dict[str, object]:
+    """Write to the requester (sent by email from the privacy address, threaded to their mail).
+
+    A template picked from the menu (`template`, see `OFFERED`) pre-fills the message (`initial`)
+    in the requester's language: the listener re-renders the modal with it, the message field
+    under a new block_id so that Slack shows the new text. The template is remembered in
+    `private_metadata`; `wait_for` pre-selects what to wait for (identity, for an identity request)."""
     clock = "paused until they answer" if pause_clock else "keeps running while you wait"
-    return _modal(
+    menu: dict[str, object] = {
+        "type": "static_select",
+        "action_id": "case.reply_template",
+        "placeholder": _text("Start from a template…"),
+        "options": [_option(name, label) for name, label in OFFERED.items()],
+    }
+    if template in OFFERED:
+        menu["initial_option"] = _option(template, OFFERED[template])
+    body = _note("body", "Message", optional=False, initial=initial)
+    if template:
+        body["block_id"] = f"body~{template}"
+    waiting: dict[str, object] = {
+        "type": "radio_buttons",
+        "options": [_option(k, v.capitalize()) for k, v in WAITING_LABELS.items()],
+    }
+    if wait_for in WAITING_LABELS:
+        waiting["initial_option"] = _option(wait_for, WAITING_LABELS[wait_for].capitalize())
+    view = _modal(
         "case.reply",
         case,
         "Reply to requester",
@@ -279,19 +304,20 @@ def reply_view(case: Case, *, pause_clock: bool, initial: str = "") -> dict[str,
                     }
                 ],
             },
-            _note("body", "Message", optional=False, initial=initial),
+            {"type": "actions", "block_id": "template", "elements": [menu]},
+            body,
             _input(
                 "wait_for",
                 "Then wait for the requester's answer?",
-                {
-                    "type": "radio_buttons",
-                    "options": [_option(k, v.capitalize()) for k, v in WAITING_LABELS.items()],
-                },
+                waiting,
                 optional=True,
-                hint=f"Leave empty if you expect no answer. The legal clock {clock}.",
+                hint=f"Leave empty if you expect no answer. The legal clock {clock}."
+                + (" Asking for identity always waits for it." if template == "identity_request" else ""),
             ),
         ],
     )
+    view["private_metadata"] = json.dumps({"case_id": case.id, "template": template})
+    return view
 
 
 def reopen_view(case: Case) -> dict[str, object]:
@@ -310,12 +336,23 @@ def metadata_of(view: dict[str, object]) -> int:
         return 0
 
 
+def template_of(view: dict[str, object]) -> str:
+    """The template a Reply modal was filled from (`private_metadata`), or ""."""
+    try:
+        template = json.loads(str(view.get("private_metadata") or "{}")).get("template", "")
+    except (ValueError, AttributeError):
+        return ""
+    return template if template in OFFERED else ""
+
+
 def values_of(view: dict[str, object]) -> dict[str, object]:
-    """The submitted values by field: a string, a list of strings, or None."""
+    """The submitted values by field (a block_id's `~…` suffix, which makes Slack show a new
+    initial value, is not part of the field): a string, a list of strings, or None."""
     out: dict[str, object] = {}
     state = view.get("state") or {}
     values = state.get("values") if isinstance(state, dict) else None
     for block_id, actions in (values or {}).items():
+        block_id = block_id.split("~")[0]
         for value in actions.values():
             kind = value.get("type")
             if kind in ("static_select", "radio_buttons"):

@@ -13,7 +13,8 @@ from datetime import date
 from zoneinfo import ZoneInfo
 
 from core.vocabulary import IDENTITY_METHODS, OUTCOME_LABELS, WAITING_LABELS, kind_label
-from handlers.cases.notices import extension_notice, long_date
+from handlers.cases.acknowledgement import NOT_SENT
+from handlers.cases.notices import long_date
 from handlers.slack.blocks import escape_mrkdwn, mention, note_blocks, notice_note_blocks
 from storage.models import AuditEvent, Case, OutboundEmail
 
@@ -25,12 +26,14 @@ QUOTE_LIMIT = 1500
 @dataclass(frozen=True, slots=True)
 class NoteContext:
     """What a note may need besides its event: the case, the free text the event points to, the
-    email it concerns, and the controller's time zone (for dates)."""
+    email it concerns, the controller's time zone (for dates) and, for an extension, the notice
+    to send (the extension template filled in)."""
 
     case: Case
     tz: ZoneInfo
     text: str = ""
     outbound: OutboundEmail | None = None
+    notice: str = ""
 
 
 def _sentence(text: str) -> str:
@@ -58,7 +61,7 @@ def note_message(event: AuditEvent, context: NoteContext) -> tuple[str, list[dic
     text = _words(event, context)
     if event.action == "case.extended":
         return text, notice_note_blocks(text, context.case)
-    if event.action == "case.replied":
+    if event.action in ("case.replied", "case.acknowledged"):
         status = {"type": "mrkdwn", "text": _sending_status(context.outbound), "verbatim": True}
         return text, [*note_blocks(text), {"type": "context", "elements": [status]}]
     return text, note_blocks(text)
@@ -105,12 +108,11 @@ def _words(event: AuditEvent, ctx: NoteContext) -> str:
     if action == "case.extended":
         due = _date(after["due_date"])
         notify_by = _date(after.get("notify_by") or before.get("due_date") or after["due_date"])
-        notice = extension_notice(ctx.case, due=due, reason=ctx.text)
-        return (
+        words = (
             f"{actor} extended the deadline to {long_date(due)}: {escape_mrkdwn(ctx.text)}\n"
-            f"The requester must be told by {long_date(notify_by)}. Notice to send:\n"
-            f">>> {escape_mrkdwn(notice)}"
+            f"The requester must be told by {long_date(notify_by)}."
         )
+        return f"{words} Notice to send:\n>>> {escape_mrkdwn(ctx.notice)}" if ctx.notice else words
     if action == "case.waiting":
         what = WAITING_LABELS.get(str(after.get("waiting_for")), "an answer")
         clock = (
@@ -133,6 +135,19 @@ def _words(event: AuditEvent, ctx: NoteContext) -> str:
         return words + ")."
     if action == "case.replied":
         return _reply_words(actor, ctx.outbound)
+    if action == "case.acknowledged":
+        review = (
+            " It does not name the right, as the type is to be confirmed."
+            if (after.get("template") == "acknowledgement_review")
+            else ""
+        )
+        return (
+            f":envelope: Acknowledgement to the requester, in {_languages(str(after.get('language', '')))}, with the "
+            f"reference and the due date.{review}"
+        )
+    if action == "case.not_acknowledged":
+        reason = str(after.get("reason", ""))
+        return f":no_bell: No acknowledgement sent: {NOT_SENT.get(reason, escape_mrkdwn(reason))}."
     if action == "case.resolved":
         outcome = str(after.get("outcome"))
         timing = "on time" if after.get("resolved_on_time") else "late"
@@ -181,11 +196,24 @@ def _words(event: AuditEvent, ctx: NoteContext) -> str:
         )
         return f":warning: An email from the requester's address came in, but it did not end the wait: {why}."
     if action == "reply.failed":
+        what = (
+            "acknowledgement"
+            if ctx.outbound and ctx.outbound.purpose.startswith("acknowledgement")
+            else "reply"
+        )
         return (
-            ":warning: The reply to the requester could not be delivered: "
+            f":warning: The {what} to the requester could not be delivered: "
             f"{escape_mrkdwn(str(after.get('error', 'refused')))}. Check the address and answer another way."
         )
     return f"{actor}: {escape_mrkdwn(action)}."
+
+
+_LANGUAGE_NAMES = {"en": "English", "fr": "French", "nl": "Dutch", "de": "German"}
+
+
+def _languages(tags: str) -> str:
+    names = [_LANGUAGE_NAMES.get(t.strip(), t.strip()) for t in tags.split(",") if t.strip()]
+    return " and ".join(names) or "English"
 
 
 def _reply_words(actor: str, outbound: OutboundEmail | None) -> str:

@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from core.clock import Clock, system_clock
 from core.errors import Refused
 from handlers.cases.deadlines import Calendar
+from handlers.mail_out.letters import Writer
 from handlers.slack.api import BAD_MESSAGE, GONE, SLACK_FAILURES, as_delivery_error, error_code
 from handlers.slack.blocks import (
     ROOT_EVENT_TYPE,
@@ -67,12 +68,14 @@ class SlackSender:
         channel: str,
         calendar: Calendar,
         clock: Clock = system_clock,
+        writer: Writer | None = None,
     ) -> None:
         self.store = store
         self.client = client
         self.channel = channel
         self.calendar = calendar
         self.clock = clock
+        self.writer = writer
 
     async def send(self, row: OutboxRow) -> Delivered:
         """Post or update the row's message; raises `Unavailable` or `Refused`."""
@@ -254,8 +257,12 @@ class SlackSender:
             raise Refused("the event of this note no longer exists")
         else:
             outbound = await self.store.mail.outbound(event.outbound_id) if event.outbound_id else None
-            context = NoteContext(case=case, tz=self.calendar.tz, text=await self.store.cases.text(event.text_id),
-                                  outbound=outbound)  # fmt: skip
+            text = await self.store.cases.text(event.text_id)
+            notice = ""
+            if event.action == "case.extended" and self.writer is not None and event.after:
+                due = date.fromisoformat(str(event.after["due_date"])[:10])
+                notice = self.writer.write("extension_notice", case, due=due, extension_reason=text).body
+            context = NoteContext(case=case, tz=self.calendar.tz, text=text, outbound=outbound, notice=notice)
             text, blocks = note_message(event, context)
         return text, blocks, note_metadata(case, note.id)
 
