@@ -100,7 +100,7 @@ async def test_the_acknowledgement_in_each_language(desk: Harness, sink: Sink, l
     assert ack["X-Auto-Response-Suppress"] == "All"
     assert ack["Content-Language"] == language
     assert ack["Message-ID"].endswith("@imal.example>")
-    text = ack.get_content()
+    text = " ".join(ack.get_content().split())  # the words, whatever the line breaks
     assert ref in text
     for words in EXPECTED[language]:
         assert words in text, (language, words)
@@ -442,3 +442,27 @@ async def test_acknowledge_off_sends_none(
         assert ref is not None
         await asyncio.sleep(0.3)
         assert sink.messages == []
+
+
+def test_dates_as_each_language_writes_them() -> None:
+    from datetime import date
+
+    from handlers.mail_out.letters import local_date
+
+    assert local_date(date(2026, 12, 1), "fr") == "1er décembre 2026"
+    assert local_date(date(2027, 1, 4), "fr") == "4 janvier 2027"
+    assert local_date(date(2027, 1, 4), "de") == "4. Januar 2027"
+    assert local_date(date(2027, 1, 4), "nl") == "4 januari 2027"
+    assert local_date(date(2027, 1, 4), "en") == "4 January 2027"
+
+
+def test_a_paragraph_a_variable_made_long_is_wrapped_again_and_lists_are_kept(tmp_path: Path) -> None:
+    (tmp_path / "answer.en.txt").write_text(
+        "$greeting\n\nWe did what you asked: $request.\n\n"
+        "- a list item that stays as it is written, however long it is\n"
+    )
+    templates = Templates.load(tmp_path)
+    text = templates.render("answer", "en", {"greeting": "Dear Ana,", "request": "the erasure " * 12})
+    paragraphs = text.split("\n\n")
+    assert all(len(line) <= 76 for line in paragraphs[1].splitlines()) and "\n" in paragraphs[1]
+    assert paragraphs[2] == "- a list item that stays as it is written, however long it is\n"

@@ -10,6 +10,7 @@ it; an email staff wrote is not."""
 from __future__ import annotations
 
 import re
+import textwrap
 from contextlib import suppress
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -108,7 +109,10 @@ def build_message(
         message["Auto-Submitted"] = "auto-replied"
         message["X-Auto-Response-Suppress"] = "All"
     languages = [x for x in (part.strip() for part in outbound.language.split(",")) if x in _FOOTERS]
-    footer = "\n".join(_FOOTERS[x].format(ref=case_ref) for x in languages or ["en"])
+    footer = "\n".join(
+        textwrap.fill(_FOOTERS[x].format(ref=case_ref), width=76, break_on_hyphens=False)
+        for x in languages or ["en"]
+    )
     message.set_content(f"{outbound.body.rstrip()}\n\n-- \n{footer}\n")
     if languages:  # after set_content, which replaces every Content-* header
         message["Content-Language"] = ", ".join(languages)

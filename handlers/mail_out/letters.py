@@ -107,10 +107,14 @@ class Letter:
 
 
 def local_date(day: date, language: str) -> str:
-    """A date as the language writes it ("30 June 2026", "30 juin 2026", "30. Juni 2026")."""
+    """A date as the language writes it ("30 June 2026", "30 juin 2026", "1er juillet 2026",
+    "30. Juni 2026")."""
     if language in _MONTHS:
         month = _MONTHS[language].split()[day.month - 1]
-        return f"{day.day}{'.' if language == 'de' else ''} {month} {day.year}"
+        number = {"de": f"{day.day}.", "fr": "1er" if day.day == 1 else str(day.day)}.get(
+            language, str(day.day)
+        )
+        return f"{number} {month} {day.year}"
     return f"{day.day} {day:%B %Y}"
 
 

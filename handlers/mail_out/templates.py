@@ -10,7 +10,9 @@ file and line (`TemplateError`), before any mail can be written with it.
 
 from __future__ import annotations
 
+import re
 import string
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,11 +110,29 @@ class Templates:
         """The template in that language (English when there is none) with its variables filled in."""
         loaded = self._loaded.get((name, language)) or self._loaded[(name, "en")]
         values = {k: variables.get(k, "") for k in VARIABLES[name]}
-        return loaded.template.substitute(values).strip() + "\n"
+        return _rewrapped(loaded.template.substitute(values).strip()) + "\n"
 
     def path(self, name: str, language: str) -> Path:
         """The file a template was read from."""
         return self._loaded[(name, language)].path
+
+
+WIDTH = 76
+_LISTED = re.compile(r"^\s*(?:[-*•>]|\d+[.)])\s|^\s")
+
+
+def _rewrapped(text: str) -> str:
+    """Paragraphs that a filled-in variable made longer than `WIDTH` wrapped again (mail is read
+    at 78 columns); lists, indented and quoted lines are left as written."""
+    paragraphs = text.split("\n\n")
+    for i, paragraph in enumerate(paragraphs):
+        lines = paragraph.split("\n")
+        if all(len(line) <= WIDTH for line in lines) or any(_LISTED.match(line) for line in lines):
+            continue
+        paragraphs[i] = textwrap.fill(
+            " ".join(lines), width=WIDTH, break_long_words=False, break_on_hyphens=False
+        )
+    return "\n\n".join(paragraphs)
 
 
 def _checked(path: Path, allowed: frozenset[str]) -> string.Template:
