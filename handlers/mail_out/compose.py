@@ -113,7 +113,9 @@ def build_message(
         textwrap.fill(_FOOTERS[x].format(ref=case_ref), width=76, break_on_hyphens=False)
         for x in languages or ["en"]
     )
-    message.set_content(f"{outbound.body.rstrip()}\n\n-- \n{footer}\n")
+    text = f"{outbound.body.rstrip()}\n\n-- \n{footer}\n"
+    # quoted-printable, not 8bit: it needs no 8BITMIME from the server and survives any relay
+    message.set_content(text, cte="7bit" if text.isascii() else "quoted-printable")
     if languages:  # after set_content, which replaces every Content-* header
         message["Content-Language"] = ", ".join(languages)
     return message
