@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot import record_cli
 from bot.settings import Settings, calendar_from_env, load_environ
 from core.errors import ConfigError, StorageError
 
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--C", type=float, dest="C", help="use this C instead of choosing it (faster)")
     train.add_argument("--details", action="store_true", help="also list every wrong classification")
+    record_cli.add_commands(sub)
     return parser
 
 
@@ -78,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _classify(args, environ)
         if args.command == "train":
             return _train(environ, args)
+        if args.command in record_cli.COMMANDS:
+            return record_cli.run_command(environ, args)
     except ConfigError as e:
         print(f"privacy-desk: configuration error: {e}", file=sys.stderr)
         return 2

@@ -34,11 +34,13 @@ from core.errors import redacted
 from handlers.cases.acknowledgement import Acknowledgements
 from handlers.cases.intake import IntakeOutcome, IntakeRules, take_in, take_in_unparsed
 from handlers.cases.inventory import Inventory
+from handlers.classify.models_on_disk import trained_model_file
 from handlers.jobs import Job
 from handlers.jobs.days_left import DAYS_LEFT
 from handlers.jobs.deadlines import DeadlineRules, deadline_job
 from handlers.jobs.intake_alarm import IntakeHealth, intake_alarm_job
 from handlers.jobs.maintenance import STRIP_ATTACHMENTS
+from handlers.jobs.retention import retention_job
 from handlers.mail_out.smtp import SmtpSender
 from handlers.slack.api import SLACK_FAILURES
 from handlers.slack.links import Permalinks
@@ -172,7 +174,7 @@ async def _finish(tasks: list[asyncio.Task[object]], *, outbox: OutboxWorker) ->
 
 def jobs(settings: Settings, health: IntakeHealth) -> list[Job]:
     """The scheduled jobs of `run`: the daily deadline job (reminders, digest, weekly summary),
-    the intake alarm, the days-left refresh, one-off upkeep."""
+    the intake alarm, the days-left refresh, retention, one-off upkeep."""
     rules = DeadlineRules(
         calendar=settings.calendar,
         reminder_hour=settings.reminder_hour,
@@ -182,7 +184,10 @@ def jobs(settings: Settings, health: IntakeHealth) -> list[Job]:
     alarm = intake_alarm_job(
         health, alert_after=timedelta(minutes=settings.imap_alert_minutes), folder=settings.imap.folder
     )
-    return [DAYS_LEFT, deadline_job(rules), alarm, STRIP_ATTACHMENTS]
+    retention = retention_job(
+        settings.retention_days, trained_model=trained_model_file(settings.database_path)
+    )
+    return [DAYS_LEFT, deadline_job(rules), alarm, retention, STRIP_ATTACHMENTS]
 
 
 def build_outbox(
@@ -213,7 +218,8 @@ def build_outbox(
     ]
     if settings.smtp is not None:
         senders.append(SmtpSender(store, settings.smtp, mail_from=settings.mail_from))
-    return OutboxWorker(store, senders, clock=clock)
+    # a row another process queued (a `purge` from the command line) waits at most this long
+    return OutboxWorker(store, senders, clock=clock, idle_interval=15.0)
 
 
 def intake_rules(settings: Settings, inventory: Inventory | None = None) -> IntakeRules:

@@ -296,7 +296,7 @@ class Settings:
             calendar=calendar,
             database_path=Path(r.text("DATABASE_PATH", "./privacy-desk.sqlite3")),
             clock_pause_on_wait=r.flag("CLOCK_PAUSE_ON_WAIT", False),
-            retention_days=r.integer("RETENTION_DAYS", 730, minimum=1),
+            retention_days=r.integer("RETENTION_DAYS", 730, minimum=0, maximum=36500),
             mail_from=mail_from,
             systems_file=Path(systems) if (systems := r.optional("SYSTEMS_FILE")) else None,
             reminder_hour=r.integer("REMINDER_HOUR", 9, minimum=0, maximum=23),
@@ -306,6 +306,29 @@ class Settings:
             templates_dir=templates_dir,
             templates=templates,
         )
+
+
+@dataclass(frozen=True)
+class RecordSettings:
+    """What the record's commands (`report`, `export`, `backup`, `purge`) need: no server at all."""
+
+    database_path: Path
+    calendar: Calendar
+    retention_days: int
+    fake_now: datetime | None = None
+
+
+def record_settings_from_env(environ: Mapping[str, str]) -> RecordSettings:
+    """DATABASE_PATH, the calendar, RETENTION_DAYS and PRIVACY_DESK_FAKE_NOW, validated
+    (`ConfigError` naming the setting)."""
+    r = _Reader(environ)
+    calendar = calendar_from_env(environ)
+    return RecordSettings(
+        database_path=Path(r.text("DATABASE_PATH", "./privacy-desk.sqlite3")),
+        calendar=calendar,
+        retention_days=r.integer("RETENTION_DAYS", 730, minimum=0, maximum=36500),
+        fake_now=_instant(r.optional("PRIVACY_DESK_FAKE_NOW"), calendar, "PRIVACY_DESK_FAKE_NOW"),
+    )
 
 
 def calendar_from_env(environ: Mapping[str, str]) -> Calendar:

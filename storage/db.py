@@ -193,6 +193,23 @@ class Database:
         row = await self.session.one("PRAGMA user_version")
         return int(row[0]) if row else 0
 
+    async def compact(self, *, vacuum_ratio: float) -> bool:
+        """Checkpoint the WAL into the file and truncate it (what it held of erased rows is gone),
+        and VACUUM when much of the file is free; returns whether it vacuumed."""
+        async with self._lock:
+            await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            pages = await (await self._writer.execute("PRAGMA page_count")).fetchone()
+            free = await (await self._writer.execute("PRAGMA freelist_count")).fetchone()
+            vacuum = bool(pages and free and pages[0] and free[0] / pages[0] >= vacuum_ratio)
+            if vacuum:
+                await self._writer.execute("VACUUM")
+                await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return vacuum
+
+    async def backup(self, target: Path) -> None:
+        """A consistent copy at `target` (see `backup_file`)."""
+        await asyncio.to_thread(backup_file, self.path, target)
+
     def transaction(self) -> AbstractAsyncContextManager[Session]:
         """One atomic change: commits when the block ends, rolls back if it raises."""
         return _within(self._writer, self._lock, "BEGIN IMMEDIATE", commit=True)
@@ -262,3 +279,23 @@ async def _connect(path: Path, *, readonly: bool) -> aiosqlite.Connection:
         await conn.close()
         raise
     return conn
+
+
+def backup_file(source: Path, target: Path) -> None:
+    """A consistent copy of the database `source` at `target` with SQLite's online backup API,
+    safe while another process writes; `target` is created with mode 0600 (an existing file is
+    replaced) and holds no WAL of its own. Blocking."""
+    fd = os.open(target, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    os.close(fd)
+    os.chmod(target, 0o600)
+    for leftover in (target.with_name(target.name + s) for s in ("-wal", "-shm", "-journal")):
+        leftover.unlink(missing_ok=True)
+    origin = sqlite3.connect(source)
+    copy_to = sqlite3.connect(target)
+    try:
+        origin.execute("PRAGMA busy_timeout = 10000")
+        origin.backup(copy_to)  # in one step: one consistent snapshot (a WAL reader blocks no writer)
+        copy_to.execute("PRAGMA journal_mode = DELETE")
+    finally:
+        copy_to.close()
+        origin.close()

@@ -20,7 +20,7 @@ from core.clock import Clock
 from storage.db import Session, iso, parse_instant
 from storage.models import OutboxRow
 
-__all__ = ["KINDS", "NOTICES", "POSTS", "UPDATES", "Delivered", "Outbox"]
+__all__ = ["KINDS", "NOTICES", "POSTS", "THREAD_REPLIES", "UPDATES", "Delivered", "Outbox"]
 
 #: Messages posted in Slack (each once: a crash while posting is checked in Slack before a retry).
 POSTS = ("root", "email_reply", "checklist", "note")
@@ -29,12 +29,15 @@ UPDATES = ("root_update", "checklist_update", "note_update")
 #: Scheduled messages (storage.notices): a reminder in a case's thread, the digest, the weekly
 #: summary in the channel and by direct message, the intake alarm.
 NOTICES = ("reminder", "digest", "summary", "summary_dm", "intake_alarm")
-#: A staff member's App Home, published again (views.publish) when a case it shows changed.
-KINDS = (*POSTS, *UPDATES, *NOTICES, "home", "email")
+#: A staff member's App Home, published again (views.publish) when a case it shows changed;
+#: an email to the requester; the deletion of the bot's thread replies about an erased case.
+KINDS = (*POSTS, *UPDATES, *NOTICES, "home", "email", "erase")
+#: What is deleted from a case's thread when retention erases it: every reply the bot posted there.
+THREAD_REPLIES = ("email_reply", "checklist", "note", "reminder")
 
 _PRIORITY = (
     "CASE o.kind WHEN 'root' THEN 0 WHEN 'root_update' THEN 2 WHEN 'checklist_update' THEN 2 "
-    "WHEN 'note_update' THEN 2 WHEN 'home' THEN 3 ELSE 1 END"
+    "WHEN 'note_update' THEN 2 WHEN 'erase' THEN 2 WHEN 'home' THEN 3 ELSE 1 END"
 )
 _SELECT = (
     "SELECT o.*, p.result AS parent_ts, p.channel AS parent_channel FROM outbox o "
@@ -125,6 +128,30 @@ class Outbox:
             (iso(self._clock()),),
         )
         return changed
+
+    async def erase_from_slack(self, case_id: int) -> None:
+        """Queue, for a case whose personal data was erased, the deletion of the bot's replies in
+        its thread and a re-rendering of its root (which then shows no personal data)."""
+        root = await self._of("root", case_id)
+        if root is None:
+            return
+        await self._add("erase", case_id=case_id, parent_id=root)
+        await self._add("root_update", case_id=case_id, parent_id=root)
+
+    async def thread_replies(self, case_id: int) -> list[tuple[int, str, str | None]]:
+        """(row id, ts, channel) of the bot's replies in the case's thread still in Slack."""
+        rows = await self._db.all(
+            "SELECT o.id, o.result, COALESCE(o.channel, p.channel) FROM outbox o "
+            "LEFT JOIN outbox p ON p.id = o.parent_id "
+            f"WHERE o.case_id = ? AND o.kind IN ({','.join('?' * len(THREAD_REPLIES))}) AND o.done_at IS NOT NULL "
+            "AND o.result IS NOT NULL AND o.result != 'deleted' ORDER BY o.id",
+            (case_id, *THREAD_REPLIES),
+        )
+        return [(int(r[0]), str(r[1]), r[2]) for r in rows]
+
+    async def mark_deleted(self, row_id: int) -> None:
+        """Remember that a posted message was deleted from Slack."""
+        await self._db.run("UPDATE outbox SET result = 'deleted' WHERE id = ?", (row_id,))
 
     async def send_email(self, case_id: int, outbound_id: int) -> None:
         """Queue an email to the requester."""

@@ -11,8 +11,9 @@
 Aggregates: `cases` (facts, personal data, free texts, checklists), `mail` (received and written
 emails), `corrections` (staff's "Change type", kept as labelled examples), `outbox`, `audit`,
 `cursors` (the mailbox), `jobs` (scheduled job runs), `notices`
-(scheduled messages decided), and two read models: `overview` (case listings) and `stats` (the
-figures of summaries and reports).
+(scheduled messages decided), `retention` (erasing closed cases' personal data), and three read
+models: `overview` (case listings), `stats` (the figures of summaries and reports) and `register`
+(the register of requests and case histories).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from storage.mail import Mail
 from storage.notices import Notices
 from storage.outbox import Outbox
 from storage.overview import Overview
+from storage.register import Register
+from storage.retention import Retention
 from storage.stats import Stats
 
 __all__ = ["Repositories", "Store", "Tx"]
@@ -52,6 +55,8 @@ class Repositories:
         self.notices = Notices(session, clock)
         self.overview = Overview(session, clock)
         self.stats = Stats(session, clock)
+        self.register = Register(session, clock)
+        self.retention = Retention(session)
 
 
 class Tx(Repositories):
@@ -90,6 +95,15 @@ class Store(Repositories):
     async def close(self) -> None:
         """Close the connections (waits for the statement in progress)."""
         await self._db.close()
+
+    async def compact(self, *, vacuum_ratio: float = 0.25) -> bool:
+        """After an erasure: copy the WAL into the file and truncate it, and VACUUM when at least
+        `vacuum_ratio` of the file is free pages; returns whether it vacuumed."""
+        return await self._db.compact(vacuum_ratio=vacuum_ratio)
+
+    async def backup(self, target: Path) -> None:
+        """A consistent copy of the database at `target` (SQLite's online backup), mode 0600."""
+        await self._db.backup(target)
 
     async def __aenter__(self) -> Store:
         return self

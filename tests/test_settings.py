@@ -191,7 +191,7 @@ def test_socket_mode_does_not_need_the_signing_secret() -> None:
         ("IMAP_BACKFILL_DAYS", "-1"),
         ("IMAP_BACKFILL_DAYS", "a month"),
         ("IMAP_IDLE_RENEW_SECONDS", "3600"),
-        ("RETENTION_DAYS", "0"),
+        ("RETENTION_DAYS", "-1"),
         ("RETENTION_DAYS", "two years"),
         ("COMPLAINT_DAYS", "0"),
         ("COMPLAINT_DAYS", "30d"),
@@ -589,3 +589,7 @@ def test_acknowledge_is_on_by_default_and_can_be_turned_off() -> None:
     with pytest.raises(ConfigError) as refused:
         Settings.from_env({**FULL_ENV, "ACKNOWLEDGE": "sometimes"})
     assert refused.value.setting == "ACKNOWLEDGE"
+
+
+def test_retention_days_zero_is_allowed() -> None:
+    assert Settings.from_env({**FULL_ENV, "RETENTION_DAYS": "0"}).retention_days == 0

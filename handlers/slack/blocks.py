@@ -94,6 +94,8 @@ def _due_phrase(case: Case, today: date) -> str:
 
 
 def _requester(case: Case) -> str:
+    if case.erased_at is not None:
+        return f"_Erased on {_fmt_date(case.erased_at.date())}_"
     if case.requester_name and case.requester_email:
         return f"{escape_mrkdwn(case.requester_name)} ({escape_mrkdwn(case.requester_email)})"
     return escape_mrkdwn(case.requester_email or case.requester_name or "unknown sender")
@@ -158,6 +160,8 @@ def case_actions(case: Case) -> list[dict[str, object]]:
     """The buttons of a case root: Claim (and an "Assign to…" picker), Change type, Verify identity,
     Extend, Reply, waiting for the requester, Resolve — or Reopen once resolved."""
     value = str(case.id)
+    if case.erased_at is not None:  # nothing is left to work on
+        return []
     if not case.is_open:
         return [
             {
@@ -225,7 +229,7 @@ def case_root_blocks(
             f":grey_question: Please confirm the type: classified as {kind_label(case.kind)} "
             f"with confidence {case.confidence:.2f}."
         )
-    if warnings:
+    if warnings and case.erased_at is None:
         blocks.append({"type": "context", "elements": [_mrkdwn(w) for w in warnings]})
     facts = []
     if case.status == "awaiting_requester" and case.waiting_since is not None:
@@ -244,6 +248,11 @@ def case_root_blocks(
         timing = "on time" if case.resolved_on_time else "late"
         facts.append(
             f":white_check_mark: Resolved {closed}: {OUTCOME_LABELS.get(case.outcome, case.outcome)} ({timing})."
+        )
+    if case.erased_at is not None:
+        facts.append(
+            f":wastebasket: Personal data erased on {_fmt_date(case.erased_at.astimezone(tz).date())} under the "
+            "retention policy; the thread's messages were deleted."
         )
     if context.checklist_total:
         facts.append(f":ballot_box_with_check: Checklist {context.checklist_done}/{context.checklist_total}")

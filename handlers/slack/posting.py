@@ -57,7 +57,16 @@ class SlackSender:
 
     destination = "slack"
     kinds = frozenset(
-        {"root", "root_update", "email_reply", "checklist", "checklist_update", "note", "note_update"}
+        {
+            "root",
+            "root_update",
+            "email_reply",
+            "checklist",
+            "checklist_update",
+            "note",
+            "note_update",
+            "erase",
+        }
     )
 
     def __init__(
@@ -84,6 +93,8 @@ class SlackSender:
         if case is None:
             raise Refused("the case no longer exists")
         try:
+            if row.kind == "erase":
+                return await self._erase(case)
             render: Callable[[OutboxRow, Case], Awaitable[Message]] = getattr(self, _RENDER[row.kind])
             message = await render(row, case)
             if row.kind.endswith("_update"):
@@ -101,6 +112,20 @@ class SlackSender:
     async def refused(self, tx: Tx, row: OutboxRow, reason: str) -> None:
         """A Slack message refused for good is logged (telling staff would need Slack too)."""
         logger.error("outbox row %d (%s): Slack refused it for good: %s", row.id, row.kind, reason)
+
+    async def _erase(self, case: Case) -> Delivered:
+        """Delete the bot's replies in the thread of a case whose personal data was erased (each
+        remembered as deleted at once, so that a retry goes on where this one stopped)."""
+        replies = await self.store.outbox.thread_replies(case.id)
+        for row_id, ts, channel in replies:
+            try:
+                await self.client.chat_delete(channel=channel or self.channel, ts=ts)
+            except SlackApiError as e:
+                if error_code(e) != "message_not_found":
+                    raise
+            await self.store.outbox.mark_deleted(row_id)
+        logger.info("case %s: %d thread replies deleted (retention)", case.ref, len(replies))
+        return Delivered(None)
 
     # --- posting and updating --------------------------------------------------------------------
     async def _post(self, row: OutboxRow, case: Case, message: Message) -> Delivered:
