@@ -19,9 +19,15 @@ from typing import Any
 
 from bot import record_cli
 from bot.settings import Settings, calendar_from_env, load_environ
-from core.errors import ConfigError, StorageError
+from core.errors import ConfigError, ConfigErrors, StorageError
 
 __all__ = ["main"]
+
+_WHERE_SETTINGS_GO = (
+    "Settings come from the environment, or from a file named .env in the working directory "
+    "(the environment wins); .env.example lists each one with an example, and the README's "
+    "configuration reference says what it is for."
+)
 
 logger = logging.getLogger("privacy_desk")
 
@@ -31,7 +37,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="privacy-desk", description="Privacy requests from mailbox to Slack."
     )
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING or ERROR")
+    parser.add_argument("--version", action="version", version=f"privacy-desk {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo", help="see it work: sample emails through the real pipeline, no settings needed"
+    )
+    demo.add_argument("--html", metavar="FILE", type=Path, help="also write the rendering as a web page")
+
+    sub.add_parser("check", help="check the configuration against the real servers, one line per check")
 
     run = sub.add_parser("run", help="watch the mailbox and run the Slack app (Socket Mode by default)")
     run.add_argument("--http", metavar="PORT", type=int, help="serve Slack's HTTP requests on PORT instead")
@@ -62,6 +76,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("privacy-desk")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = _parser()
@@ -70,10 +93,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
         return int(e.code or 0)
     environ = load_environ(os.environ)
-    _configure_logging(args.log_level or environ.get("LOG_LEVEL", "INFO"))
+    log_format = (environ.get("LOG_FORMAT") or "text").strip().lower()
+    if log_format not in ("text", "json"):
+        print(f"privacy-desk: configuration error: LOG_FORMAT: must be text or json, got {log_format!r}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    _configure_logging(args.log_level or environ.get("LOG_LEVEL", "INFO"), json_lines=log_format == "json")
     try:
         if args.command == "run":
             return _run(environ, args.http)
+        if args.command == "demo":
+            from bot.demo import run_demo
+
+            return run_demo(html=args.html)
+        if args.command == "check":
+            from bot.check import run_check
+
+            return run_check(environ)
         if args.command == "deadline":
             return _deadline(environ, args)
         if args.command == "classify":
@@ -82,6 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(environ, args)
         if args.command in record_cli.COMMANDS:
             return record_cli.run_command(environ, args)
+    except ConfigErrors as e:
+        lines = "\n".join(f"  {line}" for line in str(e).splitlines())
+        print(
+            f"privacy-desk: {len(e.errors)} setting(s) to fix:\n{lines}\n{_WHERE_SETTINGS_GO}",
+            file=sys.stderr,
+        )
+        return 2
     except ConfigError as e:
         print(f"privacy-desk: configuration error: {e}", file=sys.stderr)
         return 2
@@ -128,12 +171,30 @@ class _LibraryTracebacks(logging.Filter):
         return True
 
 
-def _configure_logging(level: str) -> None:
+class _JsonLines(logging.Formatter):
+    """One JSON object per line (`LOG_FORMAT=json`), for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _configure_logging(level: str, *, json_lines: bool = False) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if json_lines:
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(_JsonLines())
     # Libraries log request bodies at DEBUG; those hold personal data. Keep them quiet.
     for name in _QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -188,8 +249,15 @@ def _deadline(environ: dict[str, str], args: argparse.Namespace) -> int:
     except ValueError:
         print(f"privacy-desk: RECEIVED_AT is not an ISO-8601 instant: {args.received_at!r}", file=sys.stderr)
         return 2
-    if received.tzinfo is None:
-        received = received.replace(tzinfo=UTC)
+    if received.tzinfo is None:  # a local time: the controller's calendar
+        received = received.replace(tzinfo=calendar.tz)
+        print(f"privacy-desk: RECEIVED_AT has no offset: read as {calendar.timezone} time", file=sys.stderr)
+    if args.extended and args.kind == "complaint":
+        print(
+            "privacy-desk: --extended does not apply to a complaint (its internal response time, "
+            f"COMPLAINT_DAYS={calendar.complaint_days}, is not extended): showing its due date",
+            file=sys.stderr,
+        )
     try:
         due = calendar.due_date(received, kind=args.kind, extended=args.extended)
     except (OverflowError, ValueError):

@@ -21,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shlex
 import sqlite3
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -163,7 +165,12 @@ class MailboxWatcher:
         try:
             client.normalise_times = False  # INTERNALDATE as aware datetimes
             if s.auth == "oauth2":
-                token = self.token_provider() if self.token_provider else s.password.reveal()
+                if self.token_provider is not None:
+                    token = self.token_provider()
+                elif s.token_command:
+                    token = command_token(s.token_command)
+                else:
+                    token = s.password.reveal()
                 client.oauth2_login(s.username, token)
             else:
                 client.login(s.username, s.password.reveal())
@@ -171,6 +178,19 @@ class MailboxWatcher:
             _close(client)
             raise
         return client
+
+    def probe(self) -> str:
+        """Connect, log in and open the folder once, then leave (blocking; for the start of `run`
+        and `check`). Returns how the folder will be watched ("IDLE" or "polling every N s").
+        Raises what the connection raised, or `MailboxError` when the folder cannot be opened."""
+        with self._connect() as client:
+            folder = self.settings.folder
+            try:
+                client.select_folder(folder, readonly=True)
+            except IMAPClientError as e:
+                raise MailboxError(f"cannot open folder {folder!r}") from e
+            idle = client.has_capability("IDLE")
+        return "IDLE" if idle else f"polling every {self.settings.poll_seconds} s"
 
     def _session(self, client: IMAPClient) -> None:
         folder = self.settings.folder
@@ -319,6 +339,22 @@ def _is_news(response: Any) -> bool:
 
 def _is_storage_outage(error: BaseException) -> bool:
     return isinstance(error, (sqlite3.OperationalError, StorageError))
+
+
+def command_token(command: str, *, timeout: float = 30.0) -> str:
+    """A fresh OAuth2 access token: the last line `command` prints (`IMAP_OAUTH2_TOKEN_COMMAND`,
+    run without a shell at every connection, so an expired token is replaced). Raises
+    `MailboxError` (an outage: retried) when it fails; its output is never logged."""
+    try:
+        done = subprocess.run(
+            shlex.split(command), capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, ValueError, subprocess.TimeoutExpired) as e:
+        raise MailboxError(f"IMAP_OAUTH2_TOKEN_COMMAND could not be run ({type(e).__name__})") from None
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise MailboxError(f"IMAP_OAUTH2_TOKEN_COMMAND printed no token (exit {done.returncode})")
+    return lines[-1].strip()
 
 
 def _close(client: IMAPClient) -> None:

@@ -27,6 +27,7 @@ from bot.app import build_client, create_app
 from bot.backoff import Backoff, Outage
 from bot.mailbox import MailboxWatcher
 from bot.outbox import OutboxWorker, Sender
+from bot.preflight import preflight
 from bot.scheduler import Scheduler
 from bot.settings import Settings
 from core.clock import Clock, system_clock
@@ -66,8 +67,10 @@ async def run(
     stop: asyncio.Event | None = None,
     handle_signals: bool = True,
     clock: Clock = system_clock,
+    preflight_checks: bool = True,
 ) -> int:
-    """Run until `stop` is set or SIGTERM/SIGINT arrives; returns the exit status."""
+    """Run until `stop` is set or SIGTERM/SIGINT arrives; returns the exit status. At start a
+    server that refuses the configuration for good raises `ConfigError` (`bot.preflight`)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     if handle_signals:
@@ -116,6 +119,8 @@ async def run(
             health=health,
             on_health=scheduler.wake,
         )
+        if preflight_checks:
+            await preflight(settings, client, watcher)  # ConfigError: a refusal for good, exit 2
         loops = [
             asyncio.create_task(_SlackConnection(settings, app).run(stop), name="slack-connection"),
             asyncio.create_task(outbox.run(stop), name="outbox"),

@@ -25,6 +25,7 @@ import traceback
 
 __all__ = [
     "ConfigError",
+    "ConfigErrors",
     "DeliveryError",
     "MailboxError",
     "PrivacyDeskError",
@@ -48,6 +49,17 @@ class ConfigError(PrivacyDeskError):
         super().__init__(f"{setting}: {problem}")
         self.setting = setting
         self.problem = problem
+
+
+class ConfigErrors(ConfigError):
+    """Every problem of a configuration at once (`errors`); `setting` names the first."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        super().__init__(errors[0].setting, errors[0].problem)
+        self.errors = list(errors)
+
+    def __str__(self) -> str:
+        return "\n".join(str(ConfigError(e.setting, e.problem)) for e in self.errors)
 
 
 class StorageError(PrivacyDeskError):

@@ -333,3 +333,47 @@ async def test_bad_input_on_the_command_line_is_a_message_not_a_traceback(
     assert out.returncode == 2, out.stderr
     assert named in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "setting"),
+    [
+        ({"IMAP_PASSWORD": "not-the-password"}, "IMAP_PASSWORD"),
+        ({"IMAP_FOLDER": "NoSuchFolder"}, "IMAP_FOLDER"),
+        ({"SLACK_BOT_TOKEN": "xoxb-0000-revoked"}, "SLACK_BOT_TOKEN"),
+        ({"SLACK_APP_TOKEN": "xapp-1-revoked"}, "SLACK_APP_TOKEN"),
+        ({"SLACK_CHANNEL_ID": "C0NOSUCH99"}, "SLACK_CHANNEL_ID"),
+    ],
+)
+async def test_a_server_refusing_the_configuration_at_start_stops_run_with_exit_2(
+    env: dict[str, str], tmp_path: Path, change: dict[str, str], setting: str
+) -> None:
+    # the Slack stand-in answers on this test's event loop: the product runs alongside, not blocking it
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", env={**env, **change}, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    except TimeoutError:
+        process.kill()
+        raise AssertionError("run did not stop at start") from None
+    out, err = stdout.decode(), stderr.decode()
+    assert process.returncode == 2, err[-2000:]
+    message = err.strip().splitlines()[-1]
+    assert setting in message
+    assert ("127.0.0.1" in message) or ("Slack (" in message)  # the server is named
+    secrets = [env["IMAP_PASSWORD"], env["SLACK_BOT_TOKEN"], env["SLACK_APP_TOKEN"]]
+    if setting in ("IMAP_PASSWORD", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"):
+        secrets += list(change.values())
+    for secret in secrets:
+        assert secret not in err + out
+
+
+async def test_a_healthy_start_logs_one_connected_line_per_service(product: Product) -> None:
+    product.start()
+    await wait_until(lambda: "privacy desk running" in product.log.read_text(), 30)
+    log = product.log.read_text()
+    assert log.count("Slack: connected to") == 1 and log.count("IMAP: connected to") == 1
+    product.signal(signal.SIGTERM)
+    assert await product.wait(30) == 0

@@ -104,7 +104,7 @@ class SmtpSender:
     def _deliver(self, message: EmailMessage, to: str) -> None:
         """Send one message (blocking; runs in a worker thread)."""
         try:
-            smtp = self._connect()
+            smtp = self.connect()
         except smtplib.SMTPAuthenticationError as e:
             raise Unavailable(f"SMTP login refused ({e.smtp_code})") from None
         except (smtplib.SMTPException, OSError) as e:  # unreachable, no STARTTLS or AUTH offered, TLS failed
@@ -127,7 +127,7 @@ class SmtpSender:
         if refused:  # some recipients refused (there is only one)
             raise _by_code(next(iter(refused.values()))[0], "recipient")
 
-    def _connect(self) -> smtplib.SMTP:
+    def connect(self) -> smtplib.SMTP:
         """A connection to the server, TLS and login done (blocking)."""
         s = self.server
         context = ssl.create_default_context()

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "APP_ID",
     "BOT_ID",
+    "BOT_SCOPES",
     "BOT_USER",
     "TEAM",
     "EnvelopeNotAcknowledged",
@@ -56,6 +57,19 @@ BOT_ID = "BBOT0001"
 APP_ID = "A0FAKE01"
 CHANNEL_NAME = "privacy-requests"
 VERIFICATION_TOKEN = "legacy-verification-token"  # the deprecated `token` field in payloads
+#: The bot token scopes manifest.yaml asks for: what the stand-in grants unless told otherwise
+#: (tests/test_check.py checks that this matches the manifest).
+BOT_SCOPES = (
+    "chat:write",
+    "commands",
+    "channels:history",
+    "groups:history",
+    "channels:read",
+    "groups:read",
+    "im:write",
+    "im:history",
+)
+APP_SCOPES = ("connections:write",)  # an app-level token for Socket Mode
 
 BLOCK_TYPES = frozenset(
     {
@@ -554,6 +568,10 @@ class SlackStandIn:
         self.per_channel_burst = 3
         self.fail_method: dict[str, str] = {}
         self.action_id_scope = "block"
+        # the workspace: the bot token's scopes (sent back in `x-oauth-scopes`, as Slack does on
+        # every Web API answer) and whether the bot is a member of the staff channel
+        self.scopes: list[str] = list(BOT_SCOPES)
+        self.bot_in_channel = True
         self._down = False
         # hook
         self.on_message_posted: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None
@@ -701,12 +719,14 @@ class SlackStandIn:
             "error": None,
         }
         self.calls.append(call)
+        headers: dict[str, str] = {}
         try:
             if self._down or self._stopping:
                 call["fault"] = 503
                 raise _SlackError("service_unavailable", status=503)
             args, token = await _read_args(request)
             call.update(args=args, token=token)
+            headers = self._scope_header(token)
             handler = self._methods.get(method)
             if handler is None:
                 call["unknown"] = True
@@ -724,8 +744,13 @@ class SlackStandIn:
             if exc.messages:
                 body["response_metadata"] = {"messages": exc.messages}
             logger.debug("%s -> %s %s", method, exc.status, exc.error)
-            return web.json_response(body, status=exc.status, headers=exc.headers)
-        return web.json_response({"ok": True, **result})
+            return web.json_response(body, status=exc.status, headers={**headers, **(exc.headers or {})})
+        return web.json_response({"ok": True, **result}, headers=headers)
+
+    def _scope_header(self, token: str | None) -> dict[str, str]:
+        """`x-oauth-scopes` for a known token: its scopes, comma-separated (none for another token)."""
+        scopes = {self.bot_token: self.scopes, self.app_token: APP_SCOPES}.get(token or "")
+        return {} if scopes is None else {"x-oauth-scopes": ",".join(scopes)}
 
     def _check_token(self, method: str, token: str | None) -> None:
         if method == "api.test":
@@ -822,7 +847,7 @@ class SlackStandIn:
 
     def _channel_members(self, channel: str) -> list[str]:
         if channel == self.channel:
-            return [*self.staff, BOT_USER]
+            return [*self.staff, *([BOT_USER] if self.bot_in_channel else [])]
         user = next((u for u, d in self._ims.items() if d == channel), None)
         return [user, BOT_USER] if user else [BOT_USER]
 
@@ -1106,7 +1131,7 @@ class SlackStandIn:
             "name": CHANNEL_NAME,
             "is_channel": True,
             "is_private": True,
-            "is_member": True,
+            "is_member": self.bot_in_channel,
             "is_archived": False,
             "is_im": False,
             "created": 1_600_000_000,
