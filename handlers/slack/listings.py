@@ -137,7 +137,7 @@ def reminder_message(payload: Mapping[str, Any], *, assignee: str, extended: boo
                 f":warning: *{ref} is due on {when}*, which is not a working day: "
                 "today is the last working day to answer."
             )
-        if not extended:
+        if not extended and payload.get("kind") != "complaint":  # a complaint's time is not extended
             line += (
                 "\nToday is also the last day to notify the requester of an extension (art. 12(3)), "
                 "if it is needed: use *Extend* on the case."
