@@ -722,3 +722,12 @@ def test_a_huge_hostile_sender_is_not_cut_inside_an_entity() -> None:
     text, blocks = email_reply(stored(from_name="<" * 5000), case(), tz=TZ, opening=True)
     assert_valid_message(text, blocks)
     assert_nothing_injected(text, blocks)
+
+
+def test_invisible_direction_and_zero_width_characters_are_shown_as_such() -> None:
+    from handlers.slack.blocks import escape_mrkdwn
+
+    assert escape_mrkdwn("invoice\u202efdp.exe") == "invoice[U+202E]fdp.exe"
+    assert escape_mrkdwn("pay\u200bpal <x>") == "pay[U+200B]pal &lt;x&gt;"
+    assert escape_mrkdwn("\u2066Ana\u2069 \ufeff") == "[U+2066]Ana[U+2069] [U+FEFF]"
+    assert escape_mrkdwn("Chloé Dubois-Łukasiewicz") == "Chloé Dubois-Łukasiewicz"

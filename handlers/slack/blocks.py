@@ -38,9 +38,16 @@ EMAIL_TEXT_BUDGET = 9000  # characters of email text per thread reply (Slack cap
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 
 
+#: Characters that change how text reads without being seen: bidirectional overrides and
+#: isolates (`invoice\u202efdp.exe` reads "invoiceexe.pdf"), zero-width spaces and joiners.
+_INVISIBLE = re.compile("[\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
 def escape_mrkdwn(text: str) -> str:
-    """Escape Slack's control characters so untrusted text renders literally (`&` first)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Escape Slack's control characters so untrusted text renders literally (`&` first), and
+    show invisible direction and zero-width characters as what they are (`[U+202E]`)."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _INVISIBLE.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
 
 
 def _cut(text: str, limit: int, note: str = "…") -> str:
