@@ -292,6 +292,8 @@ async def _follow_up(
         email_id=email_id,
     )
     await tx.outbox.show_email(case.id, email_id)
+    if verdict.kind == "bounce":
+        await _bounced(tx, case, email, email_id)
     requester = case.requester_email.lower()
     answers = (
         disposition == "follow_up"
@@ -315,6 +317,26 @@ async def _follow_up(
             except TransitionError as e:  # a business refusal: the email is taken in all the same
                 await _wait_not_ended(tx, case, email_id, reason="refused", detail=str(e))
     return IntakeOutcome(disposition, email.message_id, case.ref)
+
+
+async def _bounced(tx: Tx, case: Case, email: InboundEmail, email_id: int) -> None:
+    """A delivery failure report on a case: the email of ours it names (else our last one sent)
+    may not have arrived, and the thread says so."""
+    ours = [o for o in await tx.mail.outbound_of_case(case.id) if o.sent_at is not None]
+    if not ours:
+        return
+    named = set(email.in_reply_to) | set(email.references)
+    outbound = next((o for o in reversed(ours) if o.message_id in named), ours[-1])
+    event_id = await tx.audit.append(
+        case_id=case.id,
+        actor="system",
+        action="email.bounced",
+        after={"purpose": outbound.purpose},
+        email_id=email_id,
+        outbound_id=outbound.id,
+    )
+    await tx.outbox.post_note(case.id, event_id)
+    logger.warning("case %s: a delivery failure report came back for an email we sent", case.ref)
 
 
 async def _wait_not_ended(tx: Tx, case: Case, email_id: int, *, reason: str, detail: str) -> None:

@@ -195,6 +195,14 @@ def _words(event: AuditEvent, ctx: NoteContext) -> str:
             else escape_mrkdwn(str(after.get("detail", "")))
         )
         return f":warning: An email from the requester's address came in, but it did not end the wait: {why}."
+    if action == "email.bounced":
+        what = "acknowledgement" if str(after.get("purpose", "")).startswith("acknowledgement") else "email"
+        sent = ctx.outbound.sent_at if ctx.outbound and ctx.outbound.sent_at else None
+        when = f" of {long_date(sent.astimezone(ctx.tz).date())}" if sent else ""
+        return (
+            f":warning: A delivery failure report came back: our {what}{when} to the requester may not have "
+            "reached them. Check the address and answer another way."
+        )
     if action == "reply.failed":
         what = (
             "acknowledgement"
