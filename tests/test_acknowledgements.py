@@ -473,10 +473,18 @@ async def test_a_bounce_of_our_acknowledgement_is_told_in_the_thread(desk: Harne
     assert ref is not None
     [ack] = await _acks(sink, 1)
     await wait_until(lambda: "Sent" in str(desk.thread(ref)), 5)
-    bounce = mail("Mail Delivery System <MAILER-DAEMON@mx.example.com>", f"Undelivered Mail Returned to Sender: {ack['Subject']}",
-                  "This is the mail system at host mx.example.com.\n\nI'm sorry to have to inform you that your message "
-                  "could not be delivered to one or more recipients.\n\n<grace.adeyemi@example.com>: host said: 550 5.1.1 "
-                  "User unknown", In_Reply_To=ack["Message-ID"], References=ack["Message-ID"])  # fmt: skip
+    report = (
+        "This is the mail system at host mx.example.com.\n\nI'm sorry to have to inform you that your "
+        "message could not be delivered to one or more recipients.\n\n"
+        "<grace.adeyemi@example.com>: host said: 550 5.1.1 User unknown"
+    )
+    bounce = mail(
+        "Mail Delivery System <MAILER-DAEMON@mx.example.com>",
+        f"Undelivered Mail Returned to Sender: {ack['Subject']}",
+        report,
+        In_Reply_To=ack["Message-ID"],
+        References=ack["Message-ID"],
+    )
     assert await desk.deliver(bounce.as_bytes()) == ref
     await wait_until(lambda: any("delivery failure report came back" in n for n in desk.notes(ref)), 5)
     note = next(n for n in desk.notes(ref) if "delivery failure report" in n)
