@@ -48,7 +48,7 @@ class Register:
         self._db = db
         self._clock = clock
 
-    async def rows(self, *, batch: int = 5000) -> AsyncIterator[dict[str, object]]:
+    async def rows(self) -> AsyncIterator[dict[str, object]]:
         """One dict per case, `REGISTER_COLUMNS` as keys, oldest case first."""
         for row in await self._db.all(_REGISTER):
             (ref, kind, labels, received, due, extended_at, status, outcome, closed, timely, assignee,

@@ -19,7 +19,7 @@ from email.utils import format_datetime
 from core.errors import Refused
 from storage.models import OutboundEmail
 
-__all__ = ["AUTOMATIC_PURPOSES", "build_message", "check_headers", "recipient"]
+__all__ = ["AUTOMATIC_PURPOSES", "build_message", "check_headers", "plain_name", "recipient"]
 
 #: Emails the bot writes on its own, marked as automatic.
 AUTOMATIC_PURPOSES = frozenset({"acknowledgement", "acknowledgement_review"})
@@ -63,8 +63,9 @@ def _address(addr_spec: str, display_name: str = "") -> Address:
     return Address(display_name=display_name, username=username, domain=domain)
 
 
-def _display_name(name: str) -> str:
-    """The requester's name for the To header, or none when it could not be written plainly."""
+def plain_name(name: str) -> str:
+    """A requester's name fit for our mail (the To header, a salutation), or "" when it cannot
+    be written plainly: controls, invisible or direction characters, `<>@"\\`, over 80 long."""
     name = " ".join(name.split())
     if not name or len(name) > 80 or any(c in name for c in '\x00<>@\\"') or not name.isprintable():
         return ""
@@ -91,7 +92,7 @@ def build_message(
     message = EmailMessage()
     try:
         message["From"] = mail_from
-        message["To"] = _address(to, _display_name(to_name))
+        message["To"] = _address(to, plain_name(to_name))
         message["Subject"] = outbound.subject
         message["Date"] = format_datetime(outbound.created_at)
         message["Message-ID"] = outbound.message_id

@@ -8,11 +8,11 @@ we understood they ask, in plain words.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from handlers.mail_out.compose import plain_name
 from handlers.mail_out.templates import LANGUAGES, Templates
 from storage.models import Case
 
@@ -95,7 +95,6 @@ _RIGHTS = {
 }  # fmt: skip
 _AND = {"en": "and", "fr": "et", "nl": "en", "de": "und"}
 _BETWEEN_LANGUAGES = "\n- - - - - - - - - -\n\n"
-_NOT_IN_NAME = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069<>@]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,18 +124,10 @@ def letter_languages(language: str, *, country: str) -> tuple[str, ...]:
     return ("fr", "nl") if country.upper() == "BE" else ("en",)
 
 
-def _name(name: str) -> str:
-    """The requester's name fit for a salutation: no controls, no address, not overlong."""
-    name = " ".join(name.split())
-    if not name or _NOT_IN_NAME.search(name) or len(name) > 80:
-        return ""
-    return name
-
-
 def greeting(name: str, language: str) -> str:
     """ "Dear Ana Lopez," or the language's polite form when the name is unknown."""
     with_name, without = _GREETINGS.get(language, _GREETINGS["en"])
-    name = _name(name)
+    name = plain_name(name)
     return with_name.format(name=name) if name else without
 
 
@@ -163,7 +154,7 @@ def letter(
     languages = letter_languages(case.language, country=country)
     bodies = []
     for language in languages:
-        requester = _name(case.requester_name)
+        requester = plain_name(case.requester_name)
         bodies.append(
             templates.render(
                 name,

@@ -19,6 +19,7 @@ transaction:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from dataclasses import dataclass, field
@@ -107,7 +108,7 @@ async def purge(
     vacuumed = await store.compact() if refs or loose else False
     model_removed = False
     if erased.corrections and trained_model is not None and trained_model.is_file():
-        _shred(trained_model)
+        await asyncio.to_thread(_shred, trained_model)
         model_removed = True
         logger.warning("retention: the trained model learnt from erased corrections; removed, retrain it")
     return PurgeReport(closed_before, refs, erased, loose, vacuumed, model_removed)
