@@ -32,10 +32,10 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.mailbox import MailboxWatcher
+from bot.mailbox import connect_imap
 from bot.settings import ImapSettings, Settings, SlackSettings, SmtpSettings
 from core.errors import redacted
-from handlers.mail_out.smtp import SmtpSender
+from handlers.mail_out.smtp import connect_smtp
 from handlers.mail_out.templates import BUNDLED_DIR, LANGUAGES, TEMPLATE_NAMES
 from storage.migrations import LATEST
 
@@ -134,26 +134,13 @@ async def _guarded(area: str, lines: Awaitable[list[Line]]) -> list[Line]:
 # --- IMAP -----------------------------------------------------------------------------------------
 
 
-class _ImapProbe(MailboxWatcher):
-    """The watcher's own connection code (TLS as IMAP_TLS says, LOGIN or XOAUTH2 as IMAP_AUTH
-    says), without the rest of the watcher."""
-
-    def __init__(self, settings: ImapSettings) -> None:  # the watcher's state is not needed
-        self.settings = settings
-        self.token_provider = None
-
-    def connect(self) -> IMAPClient:
-        """A logged-in client (blocking)."""
-        return self._connect()
-
-
 def check_imap(imap: ImapSettings) -> list[Line]:
     """Reachable, TLS, login, the folder (opened read-only) and IDLE (blocking)."""
     where = f"{imap.host}:{imap.port}"
     secrets = (imap.password.reveal(),)
     not_checked = Line("skipped", "IMAP", "folder and IDLE not checked (no session)")
     try:
-        client = _ImapProbe(dataclasses.replace(imap, timeout_seconds=TIMEOUT)).connect()
+        client = connect_imap(dataclasses.replace(imap, timeout_seconds=TIMEOUT))
     except LoginError as e:
         if imap.auth == "oauth2":
             advice = (
@@ -397,15 +384,6 @@ def _header(headers: Any, name: str) -> str | None:
 # --- SMTP -----------------------------------------------------------------------------------------
 
 
-class _SmtpProbe(SmtpSender):
-    """The sender's own connection code (TLS as SMTP_TLS says, login when SMTP_USERNAME and
-    SMTP_PASSWORD are set), without a store: it sends nothing."""
-
-    def __init__(self, server: SmtpSettings) -> None:  # the sender's store is not needed
-        self.server = server
-        self.timeout = TIMEOUT
-
-
 def check_smtp(smtp: SmtpSettings | None) -> list[Line]:
     """Reachable, TLS and login, then EHLO, NOOP and QUIT: no mail is sent (blocking)."""
     if smtp is None:
@@ -423,7 +401,7 @@ def check_smtp(smtp: SmtpSettings | None) -> list[Line]:
     tls = "no TLS (SMTP_TLS=none, loopback)" if smtp.tls == "none" else f"TLS ({smtp.tls}) ok"
     reached = Line("ok", "SMTP", f"{where} reachable, {tls}")
     try:
-        connection = _SmtpProbe(smtp).connect()
+        connection = connect_smtp(smtp, timeout=TIMEOUT)
         with connection:
             connection.ehlo_or_helo_if_needed()
             code, _ = connection.noop()

@@ -149,48 +149,7 @@ class MailboxWatcher:
         self.on_health()
 
     def _connect(self) -> IMAPClient:
-        s = self.settings
-        timeout = SocketTimeout(connect=15.0, read=float(s.timeout_seconds))
-        context = ssl.create_default_context()
-        if s.tls == "ssl":
-            client = IMAPClient(s.host, port=s.port, ssl=True, ssl_context=context, timeout=timeout)
-        else:
-            client = IMAPClient(s.host, port=s.port, ssl=False, timeout=timeout)
-            if s.tls == "starttls":
-                try:
-                    client.starttls(context)
-                except BaseException:
-                    _close(client)
-                    raise
-        try:
-            client.normalise_times = False  # INTERNALDATE as aware datetimes
-            if s.auth == "oauth2":
-                if self.token_provider is not None:
-                    token = self.token_provider()
-                elif s.token_command:
-                    token = command_token(s.token_command)
-                else:
-                    token = s.password.reveal()
-                client.oauth2_login(s.username, token)
-            else:
-                client.login(s.username, s.password.reveal())
-        except BaseException:
-            _close(client)
-            raise
-        return client
-
-    def probe(self) -> str:
-        """Connect, log in and open the folder once, then leave (blocking; for the start of `run`
-        and `check`). Returns how the folder will be watched ("IDLE" or "polling every N s").
-        Raises what the connection raised, or `MailboxError` when the folder cannot be opened."""
-        with self._connect() as client:
-            folder = self.settings.folder
-            try:
-                client.select_folder(folder, readonly=True)
-            except IMAPClientError as e:
-                raise MailboxError(f"cannot open folder {folder!r}") from e
-            idle = client.has_capability("IDLE")
-        return "IDLE" if idle else f"polling every {self.settings.poll_seconds} s"
+        return connect_imap(self.settings, token_provider=self.token_provider)
 
     def _session(self, client: IMAPClient) -> None:
         folder = self.settings.folder
@@ -339,6 +298,52 @@ def _is_news(response: Any) -> bool:
 
 def _is_storage_outage(error: BaseException) -> bool:
     return isinstance(error, (sqlite3.OperationalError, StorageError))
+
+
+def connect_imap(s: ImapSettings, *, token_provider: Callable[[], str] | None = None) -> IMAPClient:
+    """A logged-in IMAP client (blocking): TLS as IMAP_TLS says, LOGIN or XOAUTH2 as IMAP_AUTH
+    says (the token from `token_provider`, else `IMAP_OAUTH2_TOKEN_COMMAND`, else IMAP_PASSWORD)."""
+    timeout = SocketTimeout(connect=15.0, read=float(s.timeout_seconds))
+    context = ssl.create_default_context()
+    if s.tls == "ssl":
+        client = IMAPClient(s.host, port=s.port, ssl=True, ssl_context=context, timeout=timeout)
+    else:
+        client = IMAPClient(s.host, port=s.port, ssl=False, timeout=timeout)
+        if s.tls == "starttls":
+            try:
+                client.starttls(context)
+            except BaseException:
+                _close(client)
+                raise
+    try:
+        client.normalise_times = False  # INTERNALDATE as aware datetimes
+        if s.auth == "oauth2":
+            if token_provider is not None:
+                token = token_provider()
+            elif s.token_command:
+                token = command_token(s.token_command)
+            else:
+                token = s.password.reveal()
+            client.oauth2_login(s.username, token)
+        else:
+            client.login(s.username, s.password.reveal())
+    except BaseException:
+        _close(client)
+        raise
+    return client
+
+
+def probe_imap(s: ImapSettings) -> str:
+    """Connect, log in and open the folder once, then leave (blocking; for the start of `run`).
+    Returns how the folder will be watched ("IDLE" or "polling every N s"). Raises what the
+    connection raised, or `MailboxError` when the folder cannot be opened."""
+    with connect_imap(s) as client:
+        try:
+            client.select_folder(s.folder, readonly=True)
+        except IMAPClientError as e:
+            raise MailboxError(f"cannot open folder {s.folder!r}") from e
+        idle = client.has_capability("IDLE")
+    return "IDLE" if idle else f"polling every {s.poll_seconds} s"
 
 
 def command_token(command: str, *, timeout: float = 30.0) -> str:

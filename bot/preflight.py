@@ -21,10 +21,10 @@ from imapclient.exceptions import LoginError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.mailbox import MailboxWatcher
+from bot.mailbox import probe_imap
 from bot.settings import Settings
 from core.errors import ConfigError, MailboxError, Refused, TryLater, Unavailable, redacted
-from handlers.mail_out.smtp import SmtpSender
+from handlers.mail_out.smtp import connect_smtp
 from handlers.slack.api import error_code
 
 __all__ = ["preflight"]
@@ -45,11 +45,11 @@ _BAD_TOKEN = frozenset(
 _UNREACHABLE = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
-async def preflight(settings: Settings, client: AsyncWebClient, watcher: MailboxWatcher) -> None:
+async def preflight(settings: Settings, client: AsyncWebClient) -> None:
     """Check Slack, the mailbox and the mail server once; raises `ConfigError` for a permanent
     refusal, logs and carries on for a server that cannot be reached."""
     await _slack(settings, client)
-    await _imap(settings, watcher)
+    await _imap(settings)
     if settings.smtp is not None:
         await _smtp(settings)
 
@@ -110,11 +110,11 @@ async def _slack(settings: Settings, client: AsyncWebClient) -> None:
                 settings.slack.mode)  # fmt: skip
 
 
-async def _imap(settings: Settings, watcher: MailboxWatcher) -> None:
+async def _imap(settings: Settings) -> None:
     imap = settings.imap
     server = f"{imap.host}:{imap.port}"
     try:
-        how = await asyncio.to_thread(watcher.probe)
+        how = await asyncio.to_thread(probe_imap, imap)
     except LoginError:
         credentials = (
             "IMAP_PASSWORD (an OAuth2 access token: is it fresh?)"
@@ -150,10 +150,9 @@ async def _smtp(settings: Settings) -> None:
     smtp = settings.smtp
     assert smtp is not None
     server = f"{smtp.host}:{smtp.port}"
-    sender = SmtpSender(None, smtp, mail_from=settings.mail_from, timeout=15.0)  # type: ignore[arg-type]
 
     def probe() -> None:
-        with sender.connect():
+        with connect_smtp(smtp, timeout=15.0):
             pass
 
     try:

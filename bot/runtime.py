@@ -120,7 +120,7 @@ async def run(
             on_health=scheduler.wake,
         )
         if preflight_checks:
-            await preflight(settings, client, watcher)  # ConfigError: a refusal for good, exit 2
+            await preflight(settings, client)  # ConfigError: a refusal for good, exit 2
         loops = [
             asyncio.create_task(_SlackConnection(settings, app).run(stop), name="slack-connection"),
             asyncio.create_task(outbox.run(stop), name="outbox"),

@@ -331,15 +331,13 @@ class Settings:
             fake_now = _instant(r.optional("PRIVACY_DESK_FAKE_NOW"), calendar, "PRIVACY_DESK_FAKE_NOW")
         except ConfigError as e:
             r.fail(e.setting, e.problem)
-        rest = {
-            "database_path": Path(r.text("DATABASE_PATH", "./privacy-desk.sqlite3")),
-            "clock_pause_on_wait": r.flag("CLOCK_PAUSE_ON_WAIT", False),
-            "retention_days": r.integer("RETENTION_DAYS", 730, minimum=0, maximum=36500),
-            "systems_file": Path(systems) if (systems := r.optional("SYSTEMS_FILE")) else None,
-            "reminder_hour": r.integer("REMINDER_HOUR", 9, minimum=0, maximum=23),
-            "imap_alert_minutes": r.integer("IMAP_ALERT_MINUTES", 30, minimum=1, maximum=10080),
-            "acknowledge": r.flag("ACKNOWLEDGE", True),
-        }
+        database_path = Path(r.text("DATABASE_PATH", "./privacy-desk.sqlite3"))
+        clock_pause_on_wait = r.flag("CLOCK_PAUSE_ON_WAIT", False)
+        retention_days = r.integer("RETENTION_DAYS", 730, minimum=0, maximum=36500)
+        systems_file = Path(systems) if (systems := r.optional("SYSTEMS_FILE")) else None
+        reminder_hour = r.integer("REMINDER_HOUR", 9, minimum=0, maximum=23)
+        imap_alert_minutes = r.integer("IMAP_ALERT_MINUTES", 30, minimum=1, maximum=10080)
+        acknowledge = r.flag("ACKNOWLEDGE", True)
         r.raise_collected()
         assert templates is not None
         return cls(
@@ -347,11 +345,17 @@ class Settings:
             imap=imap,
             smtp=smtp,
             calendar=calendar,
+            database_path=database_path,
+            clock_pause_on_wait=clock_pause_on_wait,
+            retention_days=retention_days,
             mail_from=mail_from,
+            systems_file=systems_file,
+            reminder_hour=reminder_hour,
+            imap_alert_minutes=imap_alert_minutes,
             fake_now=fake_now,
+            acknowledge=acknowledge,
             templates_dir=templates_dir,
             templates=templates,
-            **rest,  # type: ignore[arg-type]
         )
 
 

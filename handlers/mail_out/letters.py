@@ -16,7 +16,7 @@ from handlers.mail_out.compose import plain_name
 from handlers.mail_out.templates import LANGUAGES, Templates
 from storage.models import Case
 
-__all__ = ["Letter", "Writer", "greeting", "letter", "letter_languages", "local_date", "request_words"]
+__all__ = ["Letter", "Writer", "greeting", "letter_languages", "local_date", "request_words"]
 
 _MONTHS = {
     "fr": "janvier février mars avril mai juin juillet août septembre octobre novembre décembre",
@@ -140,40 +140,6 @@ def request_words(labels: Sequence[str], language: str) -> str:
     return f"{', '.join(phrases[:-1])} {_AND.get(language, 'and')} {phrases[-1]}"
 
 
-def letter(
-    templates: Templates,
-    name: str,
-    case: Case,
-    *,
-    country: str,
-    mail_from: str,
-    due: date | None = None,
-    extension_reason: str = "",
-) -> Letter:
-    """The template `name` filled in for the case, in the requester's language (or two)."""
-    languages = letter_languages(case.language, country=country)
-    bodies = []
-    for language in languages:
-        requester = plain_name(case.requester_name)
-        bodies.append(
-            templates.render(
-                name,
-                language,
-                {
-                    "greeting": greeting(requester, language),
-                    "name": requester or _NEUTRAL_NAME[language],
-                    "case_ref": case.ref,
-                    "received_date": local_date(case.received_date, language),
-                    "due_date": local_date(due or case.due_date, language),
-                    "request": request_words(case.labels or (case.kind,), language),
-                    "privacy_address": mail_from,
-                    "extension_reason": " ".join(extension_reason.split()).rstrip("."),
-                },
-            )
-        )
-    return Letter(_BETWEEN_LANGUAGES.join(bodies), ", ".join(languages))
-
-
 @dataclass(frozen=True, slots=True)
 class Writer:
     """Fills in templates for cases: the templates, the country (for the bilingual fallback) and
@@ -185,12 +151,23 @@ class Writer:
 
     def write(self, name: str, case: Case, *, due: date | None = None, extension_reason: str = "") -> Letter:
         """The template `name` filled in for the case, in the requester's language (or two)."""
-        return letter(
-            self.templates,
-            name,
-            case,
-            country=self.country,
-            mail_from=self.mail_from,
-            due=due,
-            extension_reason=extension_reason,
-        )
+        languages = letter_languages(case.language, country=self.country)
+        requester = plain_name(case.requester_name)
+        bodies = [
+            self.templates.render(
+                name,
+                language,
+                {
+                    "greeting": greeting(requester, language),
+                    "name": requester or _NEUTRAL_NAME[language],
+                    "case_ref": case.ref,
+                    "received_date": local_date(case.received_date, language),
+                    "due_date": local_date(due or case.due_date, language),
+                    "request": request_words(case.labels or (case.kind,), language),
+                    "privacy_address": self.mail_from,
+                    "extension_reason": " ".join(extension_reason.split()).rstrip("."),
+                },
+            )
+            for language in languages
+        ]
+        return Letter(_BETWEEN_LANGUAGES.join(bodies), ", ".join(languages))

@@ -27,7 +27,7 @@ from storage.models import OutboxRow
 from storage.outbox import Delivered
 from storage.store import Store, Tx
 
-__all__ = ["SmtpSender", "SmtpServer"]
+__all__ = ["SmtpSender", "SmtpServer", "connect_smtp"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,22 +129,27 @@ class SmtpSender:
 
     def connect(self) -> smtplib.SMTP:
         """A connection to the server, TLS and login done (blocking)."""
-        s = self.server
-        context = ssl.create_default_context()
-        smtp: smtplib.SMTP
-        if s.tls == "ssl":
-            smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=self.timeout, context=context)
-        else:
-            smtp = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
-        try:
-            if s.tls == "starttls":
-                smtp.starttls(context=context)
-            if s.username and s.password:
-                smtp.login(s.username, s.password.reveal())
-        except BaseException:
-            smtp.close()
-            raise
-        return smtp
+        return connect_smtp(self.server, timeout=self.timeout)
+
+
+def connect_smtp(s: SmtpServer, *, timeout: float) -> smtplib.SMTP:
+    """A connection to the SMTP server, TLS as SMTP_TLS says and login when SMTP_USERNAME and
+    SMTP_PASSWORD are set (blocking)."""
+    context = ssl.create_default_context()
+    smtp: smtplib.SMTP
+    if s.tls == "ssl":
+        smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=timeout, context=context)
+    else:
+        smtp = smtplib.SMTP(s.host, s.port, timeout=timeout)
+    try:
+        if s.tls == "starttls":
+            smtp.starttls(context=context)
+        if s.username and s.password:
+            smtp.login(s.username, s.password.reveal())
+    except BaseException:
+        smtp.close()
+        raise
+    return smtp
 
 
 def _by_code(code: int, what: str) -> Exception:
