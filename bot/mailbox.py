@@ -14,6 +14,9 @@ last UID) therefore never runs ahead of what is stored.
   `backfill_days` ago are recorded as historical and open no case.
 - Connection loss: reconnect with exponential backoff and jitter (at most a minute apart), logged
   once per outage; every failed attempt and every success is told to `health` (the intake alarm).
+- A database that cannot be written (a full disk): the message in hand is retried (at most
+  `STORAGE_RETRY_CAP` seconds apart) and nothing after it is taken, so the cursor stays put;
+  `on_storage` is told when writing fails and when it works again (the channel is told).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from imapclient.imapclient import SocketTimeout
 from bot.backoff import Backoff, Outage
 from bot.settings import ImapSettings
 from core.clock import Clock, system_clock
-from core.errors import MailboxError, StorageError, redacted
+from core.errors import MailboxError, StorageError, redacted, unwritable_storage
 from handlers.cases.intake import IncomingMessage, IntakeOutcome
 from handlers.jobs.intake_alarm import IntakeHealth
 from storage.models import Cursor
@@ -49,6 +52,8 @@ __all__ = ["MailboxWatcher"]
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: at most this long between two attempts to store a message while the database cannot be written
+STORAGE_RETRY_CAP = 30.0
 FETCH_BATCH_BYTES = 16 * 1024 * 1024  # fetch at most this much mail per round trip
 FETCH_BATCH_COUNT = 50
 IDLE_CHECK_SECONDS = 1.0  # how often the IDLE loop looks at the stop flag
@@ -77,6 +82,7 @@ class MailboxWatcher:
         token_provider: Callable[[], str] | None = None,
         health: IntakeHealth | None = None,
         on_health: Callable[[], None] = lambda: None,
+        on_storage: Callable[[BaseException | None], None] = lambda error: None,
     ) -> None:
         self.settings = settings
         self.loop = loop
@@ -91,6 +97,10 @@ class MailboxWatcher:
         self.health = health or IntakeHealth(clock)
         self.on_health = on_health
         self.outage = Outage("IMAP mailbox", logger)
+        self.on_storage = on_storage
+        #: since when (time.monotonic()) the database cannot be written, if it cannot
+        self.unwritable_since: float | None = None
+        self._storage_backoff = Backoff(base=1.0, cap=STORAGE_RETRY_CAP)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.connected = threading.Event()
@@ -243,21 +253,60 @@ class MailboxWatcher:
             arrived_at=arrived,
             historical=historical,
         )
+        outcome = self._stored(message)
+        if outcome is None:
+            return  # stopped while the database could not be written: the cursor did not move
+        self.taken_in += 1
+        if self.on_delivered is not None:
+            self.on_delivered(outcome)
+
+    def _stored(self, message: IncomingMessage) -> IntakeOutcome | None:
+        """Take the message in, waiting while the database cannot be written (a full disk): the
+        message stays in hand and the cursor where it is, so nothing is skipped, and `on_storage`
+        is told when writing fails and when it works again. None if stopped meanwhile."""
+        while True:
+            try:
+                outcome = self._deliver_or_flag(message)
+            except Exception as e:
+                reason = unwritable_storage(e)
+                if reason is None:
+                    raise  # another database failure (a lock held too long): reconnect, retry
+                if self.unwritable_since is None:
+                    self.unwritable_since = time.monotonic()
+                    logger.error(
+                        "%s: not taking mail; uid %d and what follows wait in the mailbox",
+                        reason,
+                        message.uid,
+                    )
+                self.on_storage(e)
+                if self._stop.wait(self._storage_backoff.next_delay()):
+                    return None
+                continue
+            if self.unwritable_since is not None:
+                logger.warning(
+                    "the database can be written again after %.0f s: taking mail in again",
+                    time.monotonic() - self.unwritable_since,
+                )
+                self.unwritable_since = None
+                self.on_storage(None)
+            self._storage_backoff.reset()
+            return outcome
+
+    def _deliver_or_flag(self, message: IncomingMessage) -> IntakeOutcome:
         # Error boundary: one bad email must not stop the mailbox. Its intake failed for a reason
         # of its own (not the database: that raises out of `fallback` too and we retry later),
         # so it is stored raw and flagged instead.
         try:
-            outcome = self._call(self.deliver(message))
+            return self._call(self.deliver(message))
         except Exception as e:
             if _is_storage_outage(e):
                 raise
             logger.error(
-                "uid %d could not be taken in normally; storing it raw and flagged: %s", uid, redacted(e)
+                "uid %d could not be taken in normally; storing it raw and flagged: %s",
+                message.uid,
+                redacted(e),
             )
-            outcome = self._call(self.fallback(message, e))
-        self.taken_in += 1
-        if self.on_delivered is not None:
-            self.on_delivered(outcome)
+            return self._call(self.fallback(message, e))
 
     def _idle_loop(self, client: IMAPClient) -> None:
         renew = min(self.settings.idle_renew_seconds, 600)

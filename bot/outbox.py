@@ -22,17 +22,26 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Protocol
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 from bot.backoff import Backoff, Outage, sleep_until
 from core.clock import Clock, system_clock
-from core.errors import Refused, StorageError, TryLater, Unavailable, redacted
+from core.errors import (
+    DeliveryError,
+    Refused,
+    StorageError,
+    TryLater,
+    Unavailable,
+    redacted,
+    unwritable_storage,
+)
+from storage.db import iso
 from storage.models import OutboxRow
 from storage.outbox import Delivered
 from storage.store import Store, Tx
 
-__all__ = ["MessageBackoff", "OutboxWorker", "Sender"]
+__all__ = ["MessageBackoff", "OutboxWorker", "Sender", "StorageAlarmSender"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +62,16 @@ class Sender(Protocol):
 
     async def refused(self, tx: Tx, row: OutboxRow, reason: str) -> None:
         """What follows from the row being refused for good (inside the transaction)."""
+        ...
+
+
+@runtime_checkable
+class StorageAlarmSender(Protocol):
+    """A sender that can also tell the channel the database cannot be written, or can again."""
+
+    async def post_storage_alarm(self, alarm: dict[str, str]) -> None:
+        """Post the alarm (`state` "down" with `since` and `reason`, or "up" with `since` and
+        `down_since`); raises a `DeliveryError` when it was not posted."""
         ...
 
 
@@ -108,6 +127,9 @@ class OutboxWorker:
         self.sending: str | None = None
         self._database_backoff = Backoff(base=1.0, cap=60.0)
         self._wake = asyncio.Event()
+        self._alarm_sender = next((s for s in senders if isinstance(s, StorageAlarmSender)), None)
+        self._alarms: list[dict[str, str]] = []
+        self._unwritable_since: datetime | None = None
 
     def notify(self) -> None:
         """Ask for a round soon (called after new rows are committed)."""
@@ -121,14 +143,42 @@ class OutboxWorker:
         """The outage record of a destination ("slack", "smtp")."""
         return self.destinations[destination].outage
 
+    def storage_changed(self, error: BaseException | None) -> None:
+        """The database could not be written (`error`: a full disk), or could again (None); told
+        by intake and by this loop itself. The channel is told once each way. These alarms cannot
+        wait in the outbox table — the database is what fails — so they wait here, in memory, and
+        are posted before anything else; a restart during the outage says it again."""
+        reason = unwritable_storage(error) if error is not None else None
+        if reason is not None and self._unwritable_since is None:
+            self._unwritable_since = self.clock()
+            self._alarms.append({"state": "down", "since": iso(self._unwritable_since), "reason": reason})
+            self.notify()
+        elif error is None and self._unwritable_since is not None:
+            since = iso(self._unwritable_since)
+            self._alarms.append({"state": "up", "since": iso(self.clock()), "down_since": since})
+            self._unwritable_since = None
+            self.notify()
+
+    async def _post_alarms(self) -> None:
+        """Post the storage alarms waiting in memory, in order; one Slack cannot take waits."""
+        while self._alarms and self._alarm_sender is not None:
+            try:
+                await self._alarm_sender.post_storage_alarm(self._alarms[0])
+            except DeliveryError as e:
+                logger.warning("the storage alarm could not be posted yet (%s)", type(e).__name__)
+                return
+            self._alarms.pop(0)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Work the outbox until `stop` is set. Nothing is dropped: what cannot be sent waits."""
         while not stop.is_set():
             self._wake.clear()
+            await self._post_alarms()
             try:
                 busy = await self.work_once()
             except (sqlite3.OperationalError, StorageError) as e:  # the database is unavailable: wait
                 self.database.failed(e)
+                self.storage_changed(e)
                 await sleep_until(stop, None, self._database_backoff.next_delay())
                 continue
             self.database.recovered()
@@ -227,6 +277,7 @@ class OutboxWorker:
             async with self.store.transaction(now=self.clock()) as tx:
                 await fate(tx)
                 await then(tx)
+            self.storage_changed(None)  # written: if the database could not be, it can again
         except (sqlite3.OperationalError, StorageError):
             raise  # the database itself: the loop waits and retries
         except Exception as e:

@@ -106,6 +106,9 @@ async def run(
             if outcome.case_ref is not None:
                 outbox.notify_threadsafe(loop)
 
+        def storage_changed(error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(outbox.storage_changed, error)
+
         scheduler = Scheduler(
             store, jobs(settings, health), calendar=settings.calendar, clock=clock, on_done=outbox.notify
         )
@@ -118,6 +121,7 @@ async def run(
             clock=clock,
             health=health,
             on_health=scheduler.wake,
+            on_storage=storage_changed,
         )
         if preflight_checks:
             await preflight(settings, client)  # ConfigError: a refusal for good, exit 2
@@ -250,6 +254,7 @@ def build_watcher(
     clock: Clock = system_clock,
     health: IntakeHealth | None = None,
     on_health: Callable[[], None] = lambda: None,
+    on_storage: Callable[[BaseException | None], None] = lambda error: None,
 ) -> MailboxWatcher:
     """The mailbox watcher wired to the intake use case and the store's cursor."""
     calendar = settings.calendar
@@ -270,6 +275,7 @@ def build_watcher(
         clock=clock,
         health=health,
         on_health=on_health,
+        on_storage=on_storage,
     )
 
 

@@ -21,6 +21,8 @@ into `DeliveryError`s for the outbox.
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 import traceback
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "TryLater",
     "Unavailable",
     "redacted",
+    "unwritable_storage",
 ]
 
 
@@ -111,3 +114,24 @@ def redacted(error: BaseException) -> str:
     or personal data, which must not reach the logs)."""
     stack = "".join(traceback.format_tb(error.__traceback__)).rstrip()
     return f"{type(error).__module__}.{type(error).__qualname__} (message withheld)\n{stack}"
+
+
+#: SQLite's primary result codes that mean the database file cannot be written at all, as opposed
+#: to a lock held a moment too long (SQLITE_BUSY), which the next attempt gets past
+_UNWRITABLE = {
+    sqlite3.SQLITE_FULL: "the disk that holds the bot's database is full",
+    sqlite3.SQLITE_IOERR: "the bot's database file cannot be written (a disk error)",
+    sqlite3.SQLITE_READONLY: "the bot's database file has become read-only",
+    sqlite3.SQLITE_CANTOPEN: "the bot's database file cannot be opened",
+}
+
+
+def unwritable_storage(error: BaseException) -> str | None:
+    """Why the database cannot be written, in plain words, when `error` says it cannot (a full
+    disk, a read-only or failing file); None for any other error."""
+    if isinstance(error, sqlite3.Error):
+        code = getattr(error, "sqlite_errorcode", None)
+        return _UNWRITABLE.get(code & 0xFF) if isinstance(code, int) else None
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return _UNWRITABLE[sqlite3.SQLITE_FULL]
+    return None

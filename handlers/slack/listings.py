@@ -30,6 +30,7 @@ __all__ = [
     "home_view",
     "item_line",
     "reminder_message",
+    "storage_alarm_message",
     "summary_message",
 ]
 
@@ -270,6 +271,31 @@ def alarm_message(payload: Mapping[str, Any], tz: ZoneInfo) -> Message:
         text = (
             f":white_check_mark: *The privacy mailbox can be read again* since "
             f"{_clock_time(str(payload['since']), tz)}{was}. Mail that arrived meanwhile is being taken in now."
+        )
+    metadata = {
+        "event_type": ALARM_EVENT_TYPE,
+        "event_payload": {"state": payload["state"], "since": payload["since"]},
+    }
+    return text.replace("*", ""), [_section(text)], metadata
+
+
+def storage_alarm_message(payload: Mapping[str, Any], tz: ZoneInfo) -> Message:
+    """The database cannot be written, so no mail is taken in (why, and that none is lost), or it
+    can again. An intake alarm for Slack's metadata: intake is what stops."""
+    if payload["state"] == "down":
+        text = (
+            f":rotating_light: *The bot cannot store new mail* since {_clock_time(str(payload['since']), tz)}: "
+            f"{escape_mrkdwn(str(payload.get('reason') or 'its database cannot be written'))}.\n"
+            "New requests stay in the privacy mailbox, where none is lost, but they are not reaching this "
+            "channel and their legal deadlines are running. The bot tries again every half minute and takes "
+            "them in as soon as it can write again; please ask whoever runs the bot's server to free space."
+        )
+    else:
+        down = payload.get("down_since")
+        was = f" (it could not from {_clock_time(str(down), tz)})" if down else ""
+        text = (
+            f":white_check_mark: *The bot can store mail again* since {_clock_time(str(payload['since']), tz)}"
+            f"{was}. Mail that waited in the mailbox is being taken in now."
         )
     metadata = {
         "event_type": ALARM_EVENT_TYPE,

@@ -1,6 +1,7 @@
 """Delivering the scheduled messages of the outbox: reminders (in the case's thread), the daily
 digest and the weekly summary (in the channel, the summary also by direct message to each
-manager), the intake alarm, and App Home refreshes (`views.publish`).
+manager), the intake alarm, and App Home refreshes (`views.publish`); and the storage alarm, which
+the outbox loop holds in memory while the database cannot be written.
 
 Each is rendered when it is sent from the notice decided by its job (`storage.notices`), with
 links to the case threads. A post whose earlier attempt was "started" but never recorded is first
@@ -29,6 +30,7 @@ from handlers.slack.listings import (
     home_view,
     outsider_home,
     reminder_message,
+    storage_alarm_message,
     summary_message,
 )
 from handlers.slack.staff import StaffDirectory
@@ -121,6 +123,17 @@ class ScheduledSender:
             raise as_delivery_error(e, own_channel=row.kind != "summary_dm") from None
         except SLACK_FAILURES as e:
             raise as_delivery_error(e, own_channel=row.kind != "summary_dm") from None
+
+    async def post_storage_alarm(self, alarm: dict[str, str]) -> None:
+        """Tell the channel the database cannot be written (mail waits in the mailbox), or can
+        again; raises a `DeliveryError` when Slack did not take it (it is kept and retried)."""
+        text, blocks, metadata = storage_alarm_message(alarm, self.calendar.tz)
+        try:
+            await self.client.chat_postMessage(
+                channel=self.channel, text=text, blocks=blocks, metadata=metadata, unfurl_links=False
+            )
+        except SLACK_FAILURES as e:
+            raise as_delivery_error(e) from None
 
     async def sent(self, tx: Tx, row: OutboxRow, delivered: Delivered) -> None:
         """Nothing follows from a scheduled message being posted."""
