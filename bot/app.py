@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 
 import aiohttp
@@ -26,6 +27,7 @@ from core.errors import redacted
 from handlers.cases.deadlines import Calendar
 from handlers.cases.inventory import Inventory
 from handlers.slack.links import Permalinks
+from handlers.slack.listeners import tell_unsaved
 from handlers.slack.staff import StaffDirectory
 from storage.store import Store
 
@@ -105,11 +107,13 @@ def create_app(
         await next()
 
     @app.error
-    async def on_error(error, body, logger):
+    async def on_error(error, body, logger, respond):
         # Error boundary for Slack listeners: a failing listener must not take the app down, and
         # the failure is logged once here with its type (never the payload: it holds user data).
         kind = body.get("type") if isinstance(body, dict) else None
         logger.error("listener failed on a %s request: %s", kind or "Slack", redacted(error))
+        with suppress(Exception):  # the person is told their change did not happen
+            await tell_unsaved(respond, error)
 
     handlers.register(app)
     return app

@@ -300,6 +300,10 @@ async def test_a_full_disk_stops_intake_with_the_cursor_in_place_says_so_and_res
     assert "the disk that holds the bot's database is full: not taking mail" in log
     alarm = slack.roots(CHANNEL, event_type="privacy_intake_alarm")[0]
     assert "The bot cannot store new mail" in alarm["text"]
+    # a person's click meanwhile is not saved, and they are told so
+    claim = slack.block_actions_payload(slack.roots(CHANNEL)[0], "case.claim", user="UALICE01")
+    await slack.send_envelope("interactive", claim)
+    await wait_until(lambda: [r for r in slack.responses if "Nothing was changed" in str(r)], 10, every=0.05)
 
     filler.unlink()  # space returns
     await all_posted(slack, before + during, timeout=60)
@@ -309,6 +313,9 @@ async def test_a_full_disk_stops_intake_with_the_cursor_in_place_says_so_and_res
     assert product.alive()
     assert_exactly_once(slack, before + during, database)
     assert cursor_of(database) > cursor
+    assert not slack.roots(CHANNEL)[0]["metadata"]["event_payload"]["assignee"], (
+        "a click saved on a full disk"
+    )
     assert "fault.4@example.org" not in product.log_text(), "an address reached the log"
 
 

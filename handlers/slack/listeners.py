@@ -15,13 +15,13 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from core.errors import TransitionError
+from core.errors import TransitionError, unwritable_storage
 from handlers.cases import actions as case_actions
 from handlers.mail_out.templates import OFFERED
 from handlers.slack import modals as views
 from storage.models import Case
 
-__all__ = ["register"]
+__all__ = ["UNSAVED", "register", "tell_unsaved"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,24 @@ async def _staff(desk: Any, body: dict[str, Any], respond: Any) -> str | None:
 
 async def _refuse(respond: Any, error: TransitionError) -> None:
     await respond(text=str(error), response_type="ephemeral", replace_original=False)
+
+
+#: what a person is told when their click or command could not be saved because the database
+#: cannot be written (the channel has the storage alarm)
+UNSAVED = (
+    ":warning: Nothing was changed: the bot cannot save anything right now ({reason}). "
+    "Please try again once the channel says it can store mail again."
+)
+
+
+async def tell_unsaved(respond: Any, error: BaseException) -> bool:
+    """Tell the person their change was not saved when `error` says the database cannot be
+    written; returns whether it did."""
+    reason = unwritable_storage(error)
+    if reason is None or respond is None:
+        return False
+    await respond(text=UNSAVED.format(reason=reason), response_type="ephemeral", replace_original=False)
+    return True
 
 
 def _case_id(body: dict[str, Any]) -> int:
@@ -105,6 +123,12 @@ def _acting(
             await act(desk, body, user, respond)
         except TransitionError as e:
             await _refuse(respond, e)
+            return
+        except Exception as e:
+            # told here rather than by the app's error handler: Bolt loses the ack of a listener
+            # that fails within moments of acking (its runner has not seen the ack yet)
+            if not await tell_unsaved(respond, e):
+                raise
             return
         desk.notify()
 
