@@ -398,7 +398,7 @@ def _email_fields(
             {"filename": a.filename, "content_type": a.content_type, "size": a.size}
             for a in email.attachments
         ],
-        "attachment_count": len(email.attachments),
+        "attachment_count": email.attachment_count,
         "kind": verdict.kind,
         "labels": list(verdict.labels),
         "confidence": verdict.confidence,
