@@ -103,3 +103,4 @@ def test_a_reply_note_says_sent_only_once_the_server_accepted_it() -> None:
         words, blocks = note_message(replied, context)
         assert words == "<@UALICE01> replied to the requester by email:\n>>> Hello *Ana*"
         assert says in blocks[-1]["elements"][0]["text"]  # type: ignore[index]
+        assert blocks[1]["text"] == {"type": "plain_text", "text": "Hello *Ana*", "emoji": False}

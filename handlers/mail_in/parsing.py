@@ -561,7 +561,9 @@ def parse_email(raw: bytes) -> InboundEmail:
     if body.too_deep:
         problems.append(f"MIME parts nested over {MAX_DEPTH} deep: the deeper parts were not read")
     if body.attachment_count > len(body.attachments):
-        problems.append(f"{body.attachment_count:,} attachments: the first {len(body.attachments):,} are listed")
+        problems.append(
+            f"{body.attachment_count:,} attachments: the first {len(body.attachments):,} are listed"
+        )
     plain = "\n\n".join(t for t in body.plain if t.strip())
     html_only = False
     if plain.strip():

@@ -60,11 +60,31 @@ def note_message(event: AuditEvent, context: NoteContext) -> tuple[str, list[dic
     or sent by a requester is escaped)."""
     text = _words(event, context)
     if event.action == "case.extended":
-        return text, notice_note_blocks(text, context.case)
+        blocks = notice_note_blocks(text, context.case)
+        if context.notice:  # the notice greets the requester by name: their words, in plain_text
+            blocks.insert(1, _quoted(context.notice))
+        return f"{text}\n>>> {_quote_text(context.notice)}" if context.notice else text, blocks
     if event.action in ("case.replied", "case.acknowledged"):
         status = {"type": "mrkdwn", "text": _sending_status(context.outbound), "verbatim": True}
-        return text, [*note_blocks(text), {"type": "context", "elements": [status]}]
+        body = context.outbound.body if event.action == "case.replied" and context.outbound else ""
+        quoted = [_quoted(body[:QUOTE_LIMIT] + ("…" if len(body) > QUOTE_LIMIT else ""))] if body else []
+        full = f"{text}\n>>> {_quote_text(body)}" if body else text
+        return full, [*note_blocks(text), *quoted, {"type": "context", "elements": [status]}]
     return text, note_blocks(text)
+
+
+def _quote_text(text: str) -> str:
+    """Quoted text for a note's notification `text` (escaped, cut)."""
+    return escape_mrkdwn(text if len(text) <= QUOTE_LIMIT else text[:QUOTE_LIMIT] + "…")
+
+
+def _quoted(text: str) -> dict[str, object]:
+    """Text we send the requester, shown in a note as it reads in the email: in plain_text (the
+    requester's name in it cannot bold or link anything), escaped."""
+    return {
+        "type": "section",
+        "text": {"type": "plain_text", "text": _quote_text(text)[:3000], "emoji": False},
+    }
 
 
 def legacy_note(text: str, case: Case, event: AuditEvent | None) -> tuple[str, list[dict[str, object]]]:
@@ -112,7 +132,7 @@ def _words(event: AuditEvent, ctx: NoteContext) -> str:
             f"{actor} extended the deadline to {long_date(due)}: {escape_mrkdwn(ctx.text)}\n"
             f"The requester must be told by {long_date(notify_by)}."
         )
-        return f"{words} Notice to send:\n>>> {escape_mrkdwn(ctx.notice)}" if ctx.notice else words
+        return f"{words} Notice to send:" if ctx.notice else words
     if action == "case.waiting":
         what = WAITING_LABELS.get(str(after.get("waiting_for")), "an answer")
         clock = (
@@ -227,9 +247,7 @@ def _languages(tags: str) -> str:
 def _reply_words(actor: str, outbound: OutboundEmail | None) -> str:
     if outbound is None:
         return f"{actor} replied to the requester by email."
-    body = outbound.body
-    quoted = escape_mrkdwn(body if len(body) <= QUOTE_LIMIT else body[:QUOTE_LIMIT] + "…")
-    return f"{actor} replied to the requester by email:\n>>> {quoted}"
+    return f"{actor} replied to the requester by email:"
 
 
 def _sending_status(outbound: OutboundEmail | None) -> str:
