@@ -6,7 +6,8 @@ reports (`multipart/report`, RFC 3464/6522) and read receipts (RFC 8098), mailer
 postmaster senders. Weaker signs — the subject lines vacation responders and bounce notices
 write (a subject that is only "Abwesenheitsnotiz" or "Out of office", or begins "Automatische
 Antwort:"), their wording in the body ("I am out of the office until…", "je suis absente
-jusqu'au…", and apart from that "for urgent matters please contact…", "à mon retour"), "could
+jusqu'au…", and apart from that "for urgent matters please contact…", "je répondrai à mon
+retour"), "could
 not be delivered", a no-reply sender, `Precedence: bulk` — only count two at a time, so a person
 who writes "Out of office?" or "I'm on holiday until Monday" is never taken for a machine (and a
 verdict on wording alone is read again as a person's message by the classifier). Mail from a mailing list
@@ -90,16 +91,17 @@ _AUTO_BODY = re.compile(
     r"\bkeinen zugriff auf (?:meine )?e-?mails|\bautomatische antwort)",
     re.I,
 )
-# what vacation replies say besides the absence: whom to ask meanwhile, an answer on return
+# what vacation replies say besides the absence: whom to ask meanwhile, that they will answer
+# on return, that mail is not forwarded (not "when I am back" alone: requests say that too)
 _AUTO_BODY_MEANWHILE = re.compile(
-    r"(?:\bfor urgent (?:matters|issues|questions|queries|requests)|\bin (?:urgent|case of) (?:cases|urgency)|"
-    r"\bif (?:it is|this is|your (?:message|matter) is) urgent|\b(?:up)?on my return\b|\bwhen i (?:get back|return)\b|"
+    r"(?:\bfor urgent (?:matters|issues|questions|queries|requests)|\bin (?:urgent cases|case of urgency)|"
+    r"\bi will (?:reply|respond|answer|get back to you)\b.{0,40}\b(?:on|upon|after|when i) (?:my )?return|"
     r"\bwill not be (?:forwarded|read)|"
-    r"\ben cas d'urgence|\bpour toute (?:demande|question) urgente|\b(?:à|dès|a) mon retour\b|"
-    r"\bne sera pas (?:transf[ée]r[ée]|lu)|"
-    r"\bvoor dringende (?:zaken|vragen)|\bin dringende gevallen|\b(?:bij|na) mijn terugkeer|"
-    r"\bwordt niet doorgestuurd|"
-    r"\bin dringenden f[äa]llen|\bnach meiner r[üu]ckkehr|\bwird nicht weitergeleitet)",
+    r"\ben cas d'urgence|\bpour toute (?:demande|question) urgente|"
+    r"\bje (?:vous )?r[ée]pondrai\b.{0,40}\b(?:à|a|dès|des) mon retour|\bne sera pas (?:transf[ée]r[ée]|lu)|"
+    r"\bvoor dringende (?:zaken|vragen)|\bin dringende gevallen|\bwordt niet doorgestuurd|"
+    r"\bik (?:beantwoord|antwoord)\b.{0,40}\b(?:bij|na) mijn terugkeer|"
+    r"\bin dringenden f[äa]llen|\bwird nicht weitergeleitet|\bnach meiner r[üu]ckkehr\b.{0,40}\bbeantworten)",
     re.I,
 )
 _AUTO_SUBJECT_PREFIX = re.compile(_AUTO_SUBJECT.pattern + r"[^:?!\n]{0,20}:", re.I)

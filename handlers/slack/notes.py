@@ -63,27 +63,23 @@ def note_message(event: AuditEvent, context: NoteContext) -> tuple[str, list[dic
         blocks = notice_note_blocks(text, context.case)
         if context.notice:  # the notice greets the requester by name: their words, in plain_text
             blocks.insert(1, _quoted(context.notice))
-        return f"{text}\n>>> {_quote_text(context.notice)}" if context.notice else text, blocks
+        return text, blocks
     if event.action in ("case.replied", "case.acknowledged"):
         status = {"type": "mrkdwn", "text": _sending_status(context.outbound), "verbatim": True}
         body = context.outbound.body if event.action == "case.replied" and context.outbound else ""
-        quoted = [_quoted(body[:QUOTE_LIMIT] + ("…" if len(body) > QUOTE_LIMIT else ""))] if body else []
-        full = f"{text}\n>>> {_quote_text(body)}" if body else text
-        return full, [*note_blocks(text), *quoted, {"type": "context", "elements": [status]}]
+        quoted = [_quoted(body)] if body else []
+        return text, [*note_blocks(text), *quoted, {"type": "context", "elements": [status]}]
     return text, note_blocks(text)
-
-
-def _quote_text(text: str) -> str:
-    """Quoted text for a note's notification `text` (escaped, cut)."""
-    return escape_mrkdwn(text if len(text) <= QUOTE_LIMIT else text[:QUOTE_LIMIT] + "…")
 
 
 def _quoted(text: str) -> dict[str, object]:
     """Text we send the requester, shown in a note as it reads in the email: in plain_text (the
-    requester's name in it cannot bold or link anything), escaped."""
+    requester's name in it cannot bold or link anything), escaped, cut. It stays out of the note's
+    notification `text`, which Slack reads as mrkdwn."""
+    text = text if len(text) <= QUOTE_LIMIT else text[:QUOTE_LIMIT] + "…"
     return {
         "type": "section",
-        "text": {"type": "plain_text", "text": _quote_text(text)[:3000], "emoji": False},
+        "text": {"type": "plain_text", "text": escape_mrkdwn(text)[:3000], "emoji": False},
     }
 
 
