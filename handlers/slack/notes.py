@@ -76,7 +76,7 @@ def _quoted(text: str) -> dict[str, object]:
     """Text we send the requester, shown in a note as it reads in the email: in plain_text (the
     requester's name in it cannot bold or link anything), escaped, cut. It stays out of the note's
     notification `text`, which Slack reads as mrkdwn."""
-    text = text if len(text) <= QUOTE_LIMIT else text[:QUOTE_LIMIT] + "…"
+    text = text.strip() if len(text.strip()) <= QUOTE_LIMIT else text.strip()[:QUOTE_LIMIT] + "…"
     return {
         "type": "section",
         "text": {"type": "plain_text", "text": escape_mrkdwn(text)[:3000], "emoji": False},
