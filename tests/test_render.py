@@ -481,7 +481,11 @@ def test_an_automated_email_reply_is_one_compact_context() -> None:
                     "verbatim": True,
                     "text": ":robot_face: *Automatic reply* received 24 Nov 2026 21:14",
                 },
-                {"type": "plain_text", "text": "From: Marie Dubois (marie.dubois@example.org)", "emoji": False},
+                {
+                    "type": "plain_text",
+                    "text": "From: Marie Dubois (marie.dubois@example.org)",
+                    "emoji": False,
+                },
                 {"type": "plain_text", "text": "Subject: Out of office", "emoji": False},
                 {"type": "plain_text", "text": "Recognised by: Auto-Submitted: auto-replied", "emoji": False},
             ],
