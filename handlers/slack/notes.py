@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from core.vocabulary import IDENTITY_METHODS, OUTCOME_LABELS, WAITING_LABELS, kind_label
 from handlers.cases.acknowledgement import NOT_SENT
 from handlers.cases.notices import long_date
+from handlers.mail_in.sender_check import LOOKALIKE
 from handlers.slack.blocks import escape_mrkdwn, mention, note_blocks, notice_note_blocks
 from storage.models import AuditEvent, Case, OutboundEmail
 
@@ -205,11 +206,13 @@ def _words(event: AuditEvent, ctx: NoteContext) -> str:
         )
         return f"{actor} {changes} ({after.get('done')}/{after.get('total')} done)."
     if action == "email.wait_not_ended":
-        why = (
-            "our mail server says its sender may be forged"
-            if after.get("reason") == "sender_check"
-            else escape_mrkdwn(str(after.get("detail", "")))
-        )
+        detail = str(after.get("detail", ""))
+        if after.get("reason") != "sender_check":
+            why = escape_mrkdwn(detail)
+        elif detail.startswith(LOOKALIKE):
+            why = f"its sender's address only looks like ours ({escape_mrkdwn(detail)})"
+        else:
+            why = "our mail server says its sender may be forged"
         return f":warning: An email from the requester's address came in, but it did not end the wait: {why}."
     if action == "email.bounced":
         what = "acknowledgement" if str(after.get("purpose", "")).startswith("acknowledgement") else "email"
