@@ -328,6 +328,7 @@ def test_punycode_and_mixed_scripts_are_read_as_people_see_them() -> None:
     assert unicode_domain("xn--broken-.example") == "xn--broken-.example"  # invalid punycode: as written
     assert mixed_scripts("pаypal.example")  # Latin and a Cyrillic а in one label
     assert not mixed_scripts("παράδειγμα.example") and not mixed_scripts("bücher.example")
+    assert not mixed_scripts("日本のドメイン.example")  # kanji, hiragana and katakana are written together
 
 
 @pytest.mark.parametrize(

@@ -65,11 +65,16 @@ def _skeleton(text: str) -> str:
     return bare.translate(_LIKE_LATIN).replace("rn", "m").replace("vv", "w")
 
 
+#: Scripts that are written together (TR39's "Japanese" and "Korean" combinations).
+_ONE_WRITING = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "HANGUL": "CJK"}
+
+
 def _script(char: str) -> str:
-    """The script of a letter, by its Unicode name ("LATIN", "CYRILLIC", …); "" for others."""
+    """The script of a letter, by its Unicode name ("LATIN", "CYRILLIC", "CJK", …); "" for others."""
     if not char.isalpha():
         return ""
-    return unicodedata.name(char, "").split(" ", 1)[0]
+    script = unicodedata.name(char, "").split(" ", 1)[0]
+    return _ONE_WRITING.get(script, script)
 
 
 def mixed_scripts(domain: str) -> bool:
