@@ -100,7 +100,7 @@ def rendered(surface: dict[str, Any], where: str) -> list[Piece]:
 
 
 def surfaces(slack: SlackStandIn) -> list[Piece]:
-    """Every piece of every message, modal, Home tab and `/privacy` answer the stand-in holds."""
+    """Every piece of every message, ephemeral, modal, Home tab and `/privacy` answer the stand-in holds."""
     pieces: list[Piece] = []
     for m in slack.messages:
         if not m["deleted"]:
@@ -111,6 +111,8 @@ def surfaces(slack: SlackStandIn) -> list[Piece]:
         pieces += rendered(view, f"home of {user}")
     for response in slack.responses:
         pieces += rendered(response["body"] or {}, "/privacy")
+    for ephemeral in slack.ephemerals:
+        pieces += rendered(ephemeral, "ephemeral")
     return pieces
 
 
@@ -366,6 +368,24 @@ async def test_a_look_alike_of_our_domain_is_warned_and_never_counts_as_ours(
         lambda: any("only looks like ours" in n for n in desk.notes(ref)), 5
     )  # no acknowledgement
     assert sink.messages == []
+
+
+async def test_our_own_address_still_opens_no_case_and_a_colleague_still_forwards(
+    desk: Harness, sink: Sink
+) -> None:
+    own = raw_mail("iMAL Privacy <PRIVACY@IMAL.example>", "Re: [PRIV-2026-0099] your request", "Dear Ana, …")
+    assert await desk.deliver(own) is None
+    forward = raw_mail(
+        "Jan Claes <jan.claes@imal.example>",
+        "Fwd: delete my data",
+        "FYI\r\n\r\n---------- Forwarded message ---------\r\nFrom: Ana Lopez <ana.lopez@example.org>\r\n"
+        "Subject: delete my data\r\n\r\nPlease delete all my personal data. Ana\r\n",
+    )
+    ref = await desk.deliver(forward)
+    assert ref is not None
+    case = await desk.case(ref)
+    assert case.requester_email == "ana.lopez@example.org" and case.sender_check != "fail"
+    assert "only looks like ours" not in visible(rendered(desk.root(ref), "root"))
 
 
 # --- 5: out-of-office mail without automatic-reply headers -----------------------------------------------
