@@ -265,9 +265,9 @@ def case_root_blocks(
     ]
     if case.subject:
         blocks.append({"type": "context", "elements": [_plain(f"Subject: {_one_line(case.subject)}", 2000)]})
-    warnings = []
+    warnings: list[str | dict[str, object]] = []
     if case.sender_check == "fail" and case.sender_check_detail.startswith(LOOKALIKE):
-        warnings.append(_lookalike_warning(case.sender_check_detail))
+        warnings.extend(_lookalike_warning(case.sender_check_detail))
     elif case.sender_check == "fail":
         warnings.append(
             ":rotating_light: *The sender failed our mail server's checks "
@@ -283,7 +283,9 @@ def case_root_blocks(
             f"with confidence {case.confidence:.2f}."
         )
     if warnings and case.erased_at is None:
-        blocks.append({"type": "context", "elements": [_mrkdwn(w) for w in warnings]})
+        blocks.append(
+            {"type": "context", "elements": [w if isinstance(w, dict) else _mrkdwn(w) for w in warnings]}
+        )
     facts = []
     if case.status == "awaiting_requester" and case.waiting_since is not None:
         what = WAITING_LABELS.get(case.waiting_for, "an answer")
@@ -317,12 +319,17 @@ def case_root_blocks(
     return blocks
 
 
-def _lookalike_warning(detail: str) -> str:
-    return (
-        f":rotating_light: *The sender's address only looks like ours ({escape_mrkdwn(detail)}).* "
-        "It is not a colleague and not our own mail: treat it as an outside sender posing as us, "
-        "and confirm any instruction in it through another channel."
-    )
+def _lookalike_warning(detail: str) -> list[dict[str, object]]:
+    """The warning for a sender at a domain posing as ours; the domain itself (the sender's
+    words) in plain_text."""
+    return [
+        _mrkdwn(
+            ":rotating_light: *The sender's address only looks like ours.* It is not a colleague and not "
+            "our own mail: treat it as an outside sender posing as us, and confirm any instruction in it "
+            "through another channel."
+        ),
+        _plain(detail, 500),
+    ]
 
 
 def checklist_message(case: Case, items: list[ChecklistItem]) -> tuple[str, list[dict[str, object]]]:
@@ -472,9 +479,7 @@ def email_reply(
         },
     ]
     if email.sender_check == "fail" and email.sender_check_detail.startswith(LOOKALIKE):
-        blocks.append(
-            {"type": "context", "elements": [_mrkdwn(_lookalike_warning(email.sender_check_detail))]}
-        )
+        blocks.append({"type": "context", "elements": _lookalike_warning(email.sender_check_detail)})
     elif email.sender_check == "fail":
         blocks.append(
             {
