@@ -121,6 +121,7 @@ class StoredEmail:
     sender_check: str = "unknown"
     sender_check_detail: str = ""
     synthetic_id: bool = False
+    attachment_count: int = 0  # every attachment, also those past the listed ones
     # personal data, joined in
     from_name: str = ""
     from_addr: str = ""

@@ -296,7 +296,9 @@ async def test_full_lifecycle_from_new_to_reopened(desk: Harness) -> None:
     assert notes[0] == "<@UALICE01> claimed the case."
     assert notes[1] == "<@UALICE01> verified the requester's identity: ID document checked. passport seen."
     assert notes[2].startswith(f"<@UALICE01> extended the deadline to {due}: large archive search")
-    assert "Notice to send" in notes[2] and "two months" in notes[2]
+    assert notes[2].endswith("Notice to send:")  # the notice itself is in the note's blocks, as plain text
+    [extended] = [m for m in desk.thread(ref) if m["text"] == notes[2]]
+    assert "two months" in extended["blocks"][1]["text"]["text"]
     assert notes[3].startswith("<@UBOB0001> ticked Website database, ticked Newsletter")
     assert notes[4].startswith("<@UALICE01> resolved the case: Fulfilled, on time")
     assert notes[5] == "<@UBOB0001> reopened the case: the requester found more accounts"

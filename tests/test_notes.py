@@ -75,7 +75,12 @@ def test_an_extension_note_carries_the_notice_and_its_button() -> None:
         NoteContext(case=CASE, tz=TZ, text="archives", notice="Dear Ana Lopez,\n\nWe need more time."),
     )
     assert words.startswith("<@UALICE01> extended the deadline to 25 February 2027: archives")
-    assert "must be told by 28 December 2026" in words and "Dear Ana Lopez" in words
+    assert "must be told by 28 December 2026" in words and "Dear Ana Lopez" not in words  # text is mrkdwn
+    assert blocks[1]["text"] == {  # the notice as the requester will read it, never as mrkdwn
+        "type": "plain_text",
+        "text": "Dear Ana Lopez,\n\nWe need more time.",
+        "emoji": False,
+    }
     assert blocks[-1]["elements"][0]["action_id"] == "case.reply_notice"  # type: ignore[index]
 
 
@@ -101,5 +106,6 @@ def test_a_reply_note_says_sent_only_once_the_server_accepted_it() -> None:
 
         context = NoteContext(case=CASE, tz=TZ, outbound=dataclasses.replace(outbound, **state))  # type: ignore[arg-type]
         words, blocks = note_message(replied, context)
-        assert words == "<@UALICE01> replied to the requester by email:\n>>> Hello *Ana*"
+        assert words == "<@UALICE01> replied to the requester by email:"  # the body is not mrkdwn
         assert says in blocks[-1]["elements"][0]["text"]  # type: ignore[index]
+        assert blocks[1]["text"] == {"type": "plain_text", "text": "Hello *Ana*", "emoji": False}

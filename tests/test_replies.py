@@ -275,7 +275,7 @@ async def test_an_unusual_address_gets_its_reply_at_exactly_that_mailbox_and_the
         f["text"]
         for b in desk.root(odd)["blocks"]
         for f in b.get("fields") or []
-        if f["text"].startswith("*Requester*")
+        if f["text"].startswith("Requester\n")
     )
     assert html.unescape(requester).endswith(f"{mailbox}") or f"({mailbox})" in html.unescape(requester)
     await reply(desk, odd)

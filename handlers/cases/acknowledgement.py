@@ -6,8 +6,8 @@ one goes is decided from the email alone (`why_not`, pure) and then from what we
 
 - none for `other` (not a request; an `other` marked for review may be one, and gets one), nor
   to an address nobody reads (no-reply, mailer-daemon, postmaster), a mailing list or bulk mail
-  (RFC 3834), our own domain (a colleague's forward: the forwarded person hears from staff), or
-  a sender our mail server says was forged;
+  (RFC 3834), our own domain (a colleague's forward: the forwarded person hears from staff), a
+  sender our mail server says was forged, or one at a domain made to look like ours;
 - at most one per sender in 24 hours (the case still opens);
 - a case marked for review gets one that confirms receipt and the date without naming the right.
 
@@ -23,7 +23,7 @@ from datetime import timedelta
 from core.errors import Refused
 from handlers.mail_in.machine_mail import from_mailing_list, is_unanswerable_address
 from handlers.mail_in.parsing import InboundEmail
-from handlers.mail_in.sender_check import SenderCheck
+from handlers.mail_in.sender_check import LOOKALIKE, SenderCheck
 from handlers.mail_out.letters import Writer
 from handlers.mail_out.outgoing import queue_email
 from storage.models import Case
@@ -43,6 +43,7 @@ NOT_SENT = {
     "mailing_list": "the email came through a mailing list or as bulk mail",
     "own_domain": "the email came from our own domain (a colleague's forward: tell the requester yourself)",
     "forged": "our mail server says the sender may be forged",
+    "lookalike": "the sender's address only looks like ours",
     "already_today": "this sender already received an acknowledgement in the last 24 hours",
     "unsafe": "the address or subject cannot be written safely in an email",
 }
@@ -78,7 +79,7 @@ def why_not(case: Case, email: InboundEmail, sender: SenderCheck, rules: Acknowl
     if rules.own_domain and rules.own_domain in domains:
         return "own_domain"
     if sender.status == "fail":
-        return "forged"
+        return "lookalike" if sender.detail.startswith(LOOKALIKE) else "forged"
     return None
 
 

@@ -24,6 +24,7 @@ from handlers.cases.deadlines import Calendar
 from handlers.cases.inventory import Inventory, checklist_for
 from handlers.classify.classifier import Classification, classify
 from handlers.mail_in.forwards import forwarded_sender
+from handlers.mail_in.lookalike import ascii_domain
 from handlers.mail_in.parsing import InboundEmail, parse_email, strip_attachments, synthetic_message_id
 from handlers.mail_in.sender_check import SenderCheck, check_sender
 from storage.db import iso
@@ -118,7 +119,7 @@ async def take_in(
     server says the sender was forged: then the thread says so and the case keeps waiting.
     """
     # parsing and classifying are CPU work that pathological mail can stretch: off the event loop
-    read = await asyncio.to_thread(_read, message.raw, rules.authserv_id)
+    read = await asyncio.to_thread(_read, message.raw, rules.authserv_id, rules.own_domain)
     async with store.transaction(now=now or system_clock()) as tx:
         outcome = await _record(tx, message, read, calendar, rules)
         await tx.cursors.advance(message.folder, uidvalidity=message.uidvalidity, uid=message.uid)
@@ -133,10 +134,10 @@ async def take_in(
     return outcome
 
 
-def _read(raw: bytes, authserv_id: str | None) -> _Read:
+def _read(raw: bytes, authserv_id: str | None, own_domain: str) -> _Read:
     email = parse_email(raw)
     kept = strip_attachments(raw) if email.attachments else raw  # nothing to remove: no second parse
-    return _Read(email, classify(email), check_sender(email, authserv_id), kept)
+    return _Read(email, classify(email), check_sender(email, authserv_id, own_domain=own_domain), kept)
 
 
 async def take_in_unparsed(
@@ -210,7 +211,7 @@ async def _record(
     if await tx.mail.exists(email.message_id):
         return IntakeOutcome("duplicate", email.message_id)
 
-    if rules.mail_from and email.from_addr == rules.mail_from.lower():
+    if rules.mail_from and _same_address(email.from_addr, rules.mail_from):
         await tx.mail.add(**_email_fields(message, read, case_id=None, disposition="automated"))
         return IntakeOutcome("own_mail", email.message_id)
 
@@ -228,9 +229,9 @@ async def _record(
     if email.unreadable:
         reasons.insert(0, "could not be read")
     requester_email, requester_name = email.requester, email.from_name
-    if rules.own_domain and email.from_addr.rpartition("@")[2] == rules.own_domain:
+    if rules.own_domain and _ours(email.from_addr, rules.own_domain):
         forwarded = forwarded_sender(email)
-        if forwarded is not None and forwarded[1].rpartition("@")[2] != rules.own_domain:
+        if forwarded is not None and not _ours(forwarded[1], rules.own_domain):
             requester_name, requester_email = forwarded
             reasons.append("forwarded by a colleague")
     case = await tx.cases.open(
@@ -275,6 +276,18 @@ async def _record(
     if rules.acknowledgements is not None:
         await acknowledge(tx, case, email, read.sender, rules.acknowledgements)
     return IntakeOutcome("opened_case", email.message_id, case.ref)
+
+
+def _ours(address: str, own_domain: str) -> bool:
+    """Whether the address is at our own domain: the same domain once both are written in ASCII
+    (punycode), so a look-alike (`іmal.example`, `xn--mal-hpd.example`) never is."""
+    return ascii_domain(address.rpartition("@")[2]) == ascii_domain(own_domain)
+
+
+def _same_address(address: str, ours: str) -> bool:
+    """Whether `address` is our privacy address itself (its domain compared as by `_ours`)."""
+    local, _, domain = ours.lower().rpartition("@")
+    return address.rpartition("@")[0] == local and _ours(address, domain)
 
 
 async def _follow_up(
@@ -398,7 +411,7 @@ def _email_fields(
             {"filename": a.filename, "content_type": a.content_type, "size": a.size}
             for a in email.attachments
         ],
-        "attachment_count": len(email.attachments),
+        "attachment_count": email.attachment_count,
         "kind": verdict.kind,
         "labels": list(verdict.labels),
         "confidence": verdict.confidence,

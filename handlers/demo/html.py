@@ -97,7 +97,7 @@ def _plain(obj: Mapping[str, Any]) -> str:
     words = unescape(str(obj.get("text") or ""))
     if obj.get("emoji"):
         words = _SHORTCODE.sub(lambda m: EMOJI.get(m.group(1), m.group(0)), words)
-    return _e(words)
+    return _e(words).replace("\n", "<br>")  # Slack keeps a plain_text's line breaks
 
 
 def _text(obj: Mapping[str, Any] | None, users: Mapping[str, str], links: Mapping[str, str]) -> str:

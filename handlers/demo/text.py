@@ -71,13 +71,17 @@ def _text(obj: Mapping[str, Any] | None, users: Mapping[str, str], width: int) -
         return []
     if obj.get("type") == "mrkdwn":
         return _mrkdwn(str(obj.get("text") or ""), users, width)
-    return _wrap(_plain_text(obj), width)
+    return [
+        line for part in _plain_text(obj).split("\n") for line in _wrap(part, width)
+    ]  # Slack keeps breaks
 
 
 def _field(obj: Mapping[str, Any], users: Mapping[str, str]) -> tuple[str, str]:
-    """A field as (label, value): its first line when that is all bold (as in "*Due*\\n…")."""
+    """A field as (label, value): its first line when that is all bold (as in "*Due*\\n…"), or
+    of a plain_text field, its first line ("Requester\\n…")."""
     if obj.get("type") != "mrkdwn":
-        return "", _plain_text(obj)
+        label, _, value = _plain_text(obj).partition("\n")
+        return (label, value.replace("\n", " / ")) if value else ("", label)
     parts = parse(str(obj.get("text") or ""))
     first = parts[0] if parts else None
     if isinstance(first, Line) and len(first.spans) == 1 and first.spans[0].kind == "bold" and len(parts) > 1:

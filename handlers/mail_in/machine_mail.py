@@ -4,9 +4,13 @@
 `X-Autoreply`/`X-Autorespond` family, `Precedence: auto_reply`, an empty Return-Path, delivery
 reports (`multipart/report`, RFC 3464/6522) and read receipts (RFC 8098), mailer-daemon and
 postmaster senders. Weaker signs — the subject lines vacation responders and bounce notices
-write, their wording in the body ("I am out of the office until…", "could not be delivered"), a
-no-reply sender, `Precedence: bulk` — only count two at a time, so a person who writes "Out of
-office?" or "I'm on holiday until Monday" is never taken for a machine. Mail from a mailing list
+write (a subject that is only "Abwesenheitsnotiz" or "Out of office", or begins "Automatische
+Antwort:"), their wording in the body ("I am out of the office until…", "je suis absente
+jusqu'au…", and apart from that "for urgent matters please contact…", "je répondrai à mon
+retour"), "could
+not be delivered", a no-reply sender, `Precedence: bulk` — only count two at a time, so a person
+who writes "Out of office?" or "I'm on holiday until Monday" is never taken for a machine (and a
+verdict on wording alone is read again as a person's message by the classifier). Mail from a mailing list
 or newsletter (List-Id, List-Unsubscribe) is not an auto-reply. Everything here is a pure
 function of the parsed `InboundEmail`.
 """
@@ -69,6 +73,9 @@ _AUTO_SUBJECT = re.compile(
     r"autosvar|risposta automatica|respuesta autom[áa]tica)",
     re.I,
 )
+#: A subject that is nothing but the responder's phrase ("Abwesenheitsnotiz", "Out of office",
+#: "Afwezigheidsbericht"), not a question ("Out of office?").
+_AUTO_SUBJECT_WHOLE = re.compile(_AUTO_SUBJECT.pattern + r"[\w ]{0,30}$", re.I)
 # what vacation replies say (checked only together with another sign)
 _AUTO_BODY = re.compile(
     r"(?:\b(?:i am|i'm|i will be)\s+(?:currently\s+)?(?:out of (?:the )?office|away|on (?:annual )?leave|on holiday|"
@@ -78,8 +85,23 @@ _AUTO_BODY = re.compile(
     r"\bmessage automatique|\br[ée]ponse automatique|"
     r"\bik ben (?:momenteel |met verlof |op vakantie )?(?:afwezig|met verlof|op vakantie|niet op kantoor)|"
     r"\bafwezig tot\b|\bautomatisch (?:antwoord|bericht)|"
-    r"\bich bin (?:bis\b.{0,40})?(?:nicht im b[üu]ro|abwesend|im urlaub|au[ßs]er haus)|\babwesenheit|"
+    r"\bich bin (?:bis\b.{0,40})?(?:derzeit |zurzeit |momentan |aktuell )?"
+    r"(?:nicht im b[üu]ro|abwesend|im urlaub|au[ßs]er haus|nicht erreichbar)|"
+    r"\bbin ich (?:nicht im b[üu]ro|abwesend|nicht erreichbar)|\babwesenheit|"
     r"\bkeinen zugriff auf (?:meine )?e-?mails|\bautomatische antwort)",
+    re.I,
+)
+# what vacation replies say besides the absence: whom to ask meanwhile, that they will answer
+# on return, that mail is not forwarded (not "when I am back" alone: requests say that too)
+_AUTO_BODY_MEANWHILE = re.compile(
+    r"(?:\bfor urgent (?:matters|issues|questions|queries|requests)|\bin (?:urgent cases|case of urgency)|"
+    r"\bi will (?:reply|respond|answer|get back to you)\b.{0,40}\b(?:on|upon|after|when i) (?:my )?return|"
+    r"\bwill not be (?:forwarded|read)|"
+    r"\ben cas d'urgence|\bpour toute (?:demande|question) urgente|"
+    r"\bje (?:vous )?r[ée]pondrai\b.{0,40}\b(?:à|a|dès|des) mon retour|\bne sera pas (?:transf[ée]r[ée]|lu)|"
+    r"\bvoor dringende (?:zaken|vragen)|\bin dringende gevallen|\bwordt niet doorgestuurd|"
+    r"\bik (?:beantwoord|antwoord)\b.{0,40}\b(?:bij|na) mijn terugkeer|"
+    r"\bin dringenden f[äa]llen|\bwird nicht weitergeleitet|\bnach meiner r[üu]ckkehr\b.{0,40}\bbeantworten)",
     re.I,
 )
 _AUTO_SUBJECT_PREFIX = re.compile(_AUTO_SUBJECT.pattern + r"[^:?!\n]{0,20}:", re.I)
@@ -153,12 +175,15 @@ def detect_automated(email: InboundEmail) -> AutomatedVerdict | None:
             strong.append(f"{name}: {value[:40]}")
 
     weak: list[str] = []
-    if _AUTO_SUBJECT_PREFIX.match(email.subject):  # "Out of office: <their subject>", not "Out of office?"
+    if _AUTO_SUBJECT_PREFIX.match(email.subject) or _AUTO_SUBJECT_WHOLE.match(email.subject.strip()):
+        # "Out of office: <their subject>" or just "Abwesenheitsnotiz", not "Out of office?"
         weak.append("auto-reply subject")
     elif _READ_SUBJECT.match(email.subject) and len(body) < 600:
         weak.append("read-receipt subject")
     if _AUTO_BODY.search(body[:1500]):
         weak.append("out-of-office wording")
+        if _AUTO_BODY_MEANWHILE.search(body[:1500]):
+            weak.append("whom to ask meanwhile, or an answer on return")
     if NOREPLY_SENDER.match(sender_local):
         weak.append("no-reply sender")
     if precedence in ("bulk", "junk", "list") and not from_list:

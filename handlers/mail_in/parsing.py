@@ -46,6 +46,9 @@ HEADERS_OF_INTEREST = (
     "feedback-id",
 )
 MAX_TEXT = 200_000  # characters of body text kept; longer bodies are cut with a problem noted
+MAX_SUBJECT = 998  # characters of subject kept (RFC 5322's line length); longer ones are cut, noted
+MAX_ATTACHMENTS = 1000  # attachments listed by name; `attachment_count` still counts them all
+MAX_DEPTH = 100  # MIME levels read (mail programs write a handful); deeper parts are not read, noted
 _LONG_HEADER = 4000  # characters of a decoded header we hand to the structured parser
 _MAX_RAW_HEADER = 8000  # bytes of any raw header kept at all
 _MSGID = re.compile(r"<([^<>\s]{1,500})>")
@@ -93,6 +96,7 @@ class InboundEmail:
     unreadable: bool = False
     size: int = 0
     part_types: tuple[str, ...] = field(default=())
+    attachment_count: int = 0
 
     def header(self, name: str) -> str | None:
         """The first kept header of that name (case-insensitive), or None."""
@@ -352,13 +356,23 @@ class _Body:
     html: list[str] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     types: list[str] = field(default_factory=list)
+    attachment_count: int = 0
+    too_deep: bool = False
+
+    def attach(self, attachment: Attachment) -> None:
+        """Count an attachment; list it while fewer than `MAX_ATTACHMENTS` are listed."""
+        self.attachment_count += 1
+        if len(self.attachments) < MAX_ATTACHMENTS:
+            self.attachments.append(attachment)
 
 
 def _walk(part: Message, body: _Body, depth: int = 0) -> None:
     """Collect body text and attachments; alternatives pick plain text over HTML."""
     ctype = _content_type(part)
-    body.types.append(ctype)
-    if depth > 40:
+    if len(body.types) < 100:
+        body.types.append(ctype)
+    if depth > MAX_DEPTH:
+        body.too_deep = True
         return
     if ctype.startswith("multipart/"):
         children = _children(part)
@@ -402,11 +416,9 @@ def _walk(part: Message, body: _Body, depth: int = 0) -> None:
             "message/rfc822": "attached message",
             "message/delivery-status": "delivery status",
         }.get(ctype, ctype)
-        body.attachments.append(Attachment(filename=label, content_type=ctype, size=size))
+        body.attach(Attachment(filename=label, content_type=ctype, size=size))
         return
-    body.attachments.append(
-        Attachment(filename=name or "(unnamed)", content_type=ctype, size=len(_payload(part)))
-    )
+    body.attach(Attachment(filename=name or "(unnamed)", content_type=ctype, size=len(_payload(part))))
 
 
 _OBSOLETE_HEADER = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
@@ -499,6 +511,14 @@ def parse_email(raw: bytes) -> InboundEmail:
     raw = _normalise_raw(raw, problems)
     try:
         msg = BytesParser(policy=email.policy.default).parsebytes(raw)
+    except RecursionError:
+        # MIME parts nested hundreds deep: the stdlib parser recurses once per level. The headers
+        # (sender, subject, threading) are still read; the body is left in the stored raw message.
+        problems.append("MIME parts nested too deep to read: the body was not read")
+        try:
+            msg = BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True)
+        except Exception as e:
+            return _unreadable(raw, f"could not parse: {type(e).__name__}")
     except Exception as e:  # the parser is lenient; this is for truly pathological input
         return _unreadable(raw, f"could not parse: {type(e).__name__}")
     if not _looks_like_mail(msg, raw):
@@ -538,6 +558,12 @@ def parse_email(raw: bytes) -> InboundEmail:
         _walk(msg, body)
     except Exception as e:  # recursion into pathological structures; keep what we have
         problems.append(f"body: {type(e).__name__}")
+    if body.too_deep:
+        problems.append(f"MIME parts nested over {MAX_DEPTH} deep: the deeper parts were not read")
+    if body.attachment_count > len(body.attachments):
+        problems.append(
+            f"{body.attachment_count:,} attachments: the first {len(body.attachments):,} are listed"
+        )
     plain = "\n\n".join(t for t in body.plain if t.strip())
     html_only = False
     if plain.strip():
@@ -550,11 +576,14 @@ def parse_email(raw: bytes) -> InboundEmail:
         problems.append(f"body cut at {MAX_TEXT} characters")
         text = text[:MAX_TEXT]
     parts = split_reply(text)
+    subject = _header_text(msg, "subject", problems)
+    if len(subject) > MAX_SUBJECT:
+        problems.append(f"subject: {len(subject):,} characters, cut at {MAX_SUBJECT}")
 
     return InboundEmail(
         message_id=message_id,
         synthetic_id=synthetic,
-        subject=_header_text(msg, "subject", problems)[:998],
+        subject=subject[:MAX_SUBJECT],
         from_name=from_name[:200],
         from_addr=from_addr[:320],
         reply_to=reply_to[:320],
@@ -571,12 +600,13 @@ def parse_email(raw: bytes) -> InboundEmail:
         signature=parts.signature,
         forwarded=parts.forwarded,
         html_only=html_only,
-        attachments=tuple(body.attachments[:1000]),
+        attachments=tuple(body.attachments),
         headers=tuple(headers),
         problems=tuple(problems),
         unreadable=False,
         size=len(raw),
-        part_types=tuple(body.types[:100]),
+        part_types=tuple(body.types),
+        attachment_count=body.attachment_count,
     )
 
 
@@ -642,7 +672,9 @@ def strip_attachments(raw: bytes) -> bytes:
 def _strip(part: Message, depth: int) -> bool:
     """Empty the attachments below `part`; returns whether anything was removed."""
     ctype = _content_type(part)
-    if ctype.startswith("multipart/") and depth <= 40:
+    if ctype.startswith("multipart/"):
+        if depth > MAX_DEPTH:  # not read, so not known to be an attachment: kept as it is
+            return False
         removed = False
         for child in _children(part):
             removed = _strip(child, depth + 1) or removed

@@ -1,9 +1,15 @@
 """Block Kit for cases and emails, built as plain dicts from stored records (pure functions).
 
-Every piece of text that came from an email is escaped (`&`, `<`, `>`), in `plain_text` objects as
-well as in `verbatim` mrkdwn ones, so a sender cannot inject mentions (`<!channel>`, `<@U…>`),
-links or dates; every string is cut to Slack's limits (3000 characters per section, 150 per
-header, 50 blocks per message).
+What a sender wrote (names, addresses, subject, attachment names) is shown in `plain_text`
+objects: Slack never reads mrkdwn, mentions or links there, so `*bold*`, `_italic_`, `~strike~`,
+backticks, `<!channel>` and `<http://evil|bank.com>` show as the characters they are. The body
+is shown preformatted (```), where Slack applies no formatting either. On top of that every piece
+of it is escaped (`&`, `<`, `>`: Slack reads these three as entities in every text object), its
+invisible direction and zero-width characters and control characters are shown as `[U+202E]`,
+a link whose text hides where it goes (`https://bаnk.example`, `https://bank.example@evil.example`)
+is followed by its real host, and a single-line field has its line breaks collapsed, so an
+encoded newline in a name cannot start a fake label. Every string is cut to Slack's limits
+(3000 characters per section, 2000 per field, 150 per header, 50 blocks per message).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from zoneinfo import ZoneInfo
 from core.vocabulary import IDENTITY_LABELS, OUTCOME_LABELS, STATUS_LABELS, WAITING_LABELS, kind_label
 from handlers.cases.actions import new_rights
 from handlers.cases.deadlines import days_left
+from handlers.mail_in.lookalike import ascii_domain
+from handlers.mail_in.sender_check import LOOKALIKE
 from storage.models import Case, ChecklistItem, StoredEmail
 
 __all__ = [
@@ -34,19 +42,50 @@ EMAIL_EVENT_TYPE = "privacy_case_email"
 SECTION_LIMIT = 3000
 HEADER_LIMIT = 150
 EMAIL_TEXT_BUDGET = 9000  # characters of email text per thread reply (Slack caps a message near 13k)
+ATTACHMENTS_LISTED = 20  # attachments named in a thread reply; the rest are counted
 
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 
 
 #: Characters that change how text reads without being seen: bidirectional overrides and
-#: isolates (`invoice\u202efdp.exe` reads "invoiceexe.pdf"), zero-width spaces and joiners.
-_INVISIBLE = re.compile("[\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+#: isolates (`invoice\u202efdp.exe` reads "invoiceexe.pdf"), zero-width spaces and joiners,
+#: and control characters (line breaks and tabs excepted).
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
+#: A web address as people write it (Slack does not turn it into a link in verbatim or plain text).
+_URL = re.compile(r"(?:https?://|www\.)[^\s<>\"'|`]+", re.IGNORECASE)
+_HOST = re.compile(r"^(?:https?://)?(?:(?P<userinfo>[^/?#@]*)@)?(?P<host>[^/?#:]+)", re.IGNORECASE)
+
+
+def _real_host(url: str) -> str:
+    """The host a link goes to when its text hides it: a user part before `@`
+    (`https://bank.example@evil.example`) or letters that are not ASCII (`bаnk.example`); else ""."""
+    m = _HOST.match(url)
+    if m is None:
+        return ""
+    host = m.group("host").rstrip(".,;:!?)]}")
+    if m.group("userinfo") is not None or not host.isascii():
+        return ascii_domain(host)
+    return ""
+
+
+def show_links(text: str) -> str:
+    """`text` with the real host after each link that hides it: `https://bаnk.example/login
+    [goes to xn--bnk-6cd.example]`."""
+
+    def flagged(m: re.Match[str]) -> str:
+        host = _real_host(m.group())
+        return f"{m.group()} [goes to {host}]" if host else m.group()
+
+    return _URL.sub(flagged, text) if "www." in text.lower() or "://" in text else text
 
 
 def escape_mrkdwn(text: str) -> str:
-    """Escape Slack's control characters so untrusted text renders literally (`&` first), and
-    show invisible direction and zero-width characters as what they are (`[U+202E]`)."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Escape Slack's control characters so untrusted text renders literally (`&` first), show
+    invisible direction, zero-width and control characters as what they are (`[U+202E]`), and
+    the real host of a link that hides it (`show_links`)."""
+    text = show_links(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _INVISIBLE.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
 
 
@@ -100,12 +139,17 @@ def _due_phrase(case: Case, today: date) -> str:
     return f"{_fmt_date(case.due_date)} (:warning: overdue by {-left} day{'s' if left < -1 else ''})"
 
 
-def _requester(case: Case) -> str:
+def _who(name: str, address: str) -> str:
+    """ "Name (address)" on one line, unescaped (for a plain_text object)."""
+    name, address = _one_line(name), _one_line(address)
+    return f"{name} ({address})" if name and address else address or name or "unknown sender"
+
+
+def _requester_field(case: Case) -> dict[str, object]:
+    """The Requester field: the sender's words in plain_text (its label cannot be bold there)."""
     if case.erased_at is not None:
-        return f"_Erased on {_fmt_date(case.erased_at.date())}_"
-    if case.requester_name and case.requester_email:
-        return f"{escape_mrkdwn(case.requester_name)} ({escape_mrkdwn(case.requester_email)})"
-    return escape_mrkdwn(case.requester_email or case.requester_name or "unknown sender")
+        return _mrkdwn(f"*Requester*\n_Erased on {_fmt_date(case.erased_at.date())}_")
+    return _plain(f"Requester\n{_who(case.requester_name, case.requester_email)}", 2000)
 
 
 def case_metadata(case: Case) -> dict[str, object]:
@@ -209,7 +253,7 @@ def case_root_blocks(
         {
             "type": "section",
             "fields": [
-                _mrkdwn(f"*Requester*\n{_cut(_requester(case), 1900)}"),
+                _requester_field(case),
                 _mrkdwn(f"*Kind*\n{kind_text}"),
                 _mrkdwn(f"*Received*\n{_fmt_instant(case.received_at, tz)}"),
                 _mrkdwn(f"*Due*\n{_due_phrase(case, today)}"),
@@ -221,8 +265,10 @@ def case_root_blocks(
     ]
     if case.subject:
         blocks.append({"type": "context", "elements": [_plain(f"Subject: {_one_line(case.subject)}", 2000)]})
-    warnings = []
-    if case.sender_check == "fail":
+    warnings: list[str | dict[str, object]] = []
+    if case.sender_check == "fail" and case.sender_check_detail.startswith(LOOKALIKE):
+        warnings.extend(_lookalike_warning(case.sender_check_detail))
+    elif case.sender_check == "fail":
         warnings.append(
             ":rotating_light: *The sender failed our mail server's checks "
             f"({escape_mrkdwn(case.sender_check_detail)}).* "
@@ -237,7 +283,9 @@ def case_root_blocks(
             f"with confidence {case.confidence:.2f}."
         )
     if warnings and case.erased_at is None:
-        blocks.append({"type": "context", "elements": [_mrkdwn(w) for w in warnings]})
+        blocks.append(
+            {"type": "context", "elements": [w if isinstance(w, dict) else _mrkdwn(w) for w in warnings]}
+        )
     facts = []
     if case.status == "awaiting_requester" and case.waiting_since is not None:
         what = WAITING_LABELS.get(case.waiting_for, "an answer")
@@ -269,6 +317,19 @@ def case_root_blocks(
         blocks.append({"type": "context", "elements": [_mrkdwn(f) for f in facts[:10]]})
     blocks.extend(case_actions(case))
     return blocks
+
+
+def _lookalike_warning(detail: str) -> list[dict[str, object]]:
+    """The warning for a sender at a domain posing as ours; the domain itself (the sender's
+    words) in plain_text."""
+    return [
+        _mrkdwn(
+            ":rotating_light: *The sender's address only looks like ours.* It is not a colleague and not "
+            "our own mail: treat it as an outside sender posing as us, and confirm any instruction in it "
+            "through another channel."
+        ),
+        _plain(detail, 500),
+    ]
 
 
 def checklist_message(case: Case, items: list[ChecklistItem]) -> tuple[str, list[dict[str, object]]]:
@@ -388,11 +449,7 @@ def email_reply(
     """The thread reply showing an email: who sent it and when, subject, the new text (quoted
     history folded away, long text cut with a note), attachments, and the classification."""
     when = _fmt_instant(email.received_at, tz)
-    sender = escape_mrkdwn(
-        f"{email.from_name} ({email.from_addr})"
-        if email.from_name and email.from_addr
-        else email.from_addr or email.from_name or "unknown sender"
-    )
+    sender = _cut(_who(email.from_name, email.from_addr), 1000)
     if email.automated:
         text = f"Automatic message received on {when} ({kind_label(email.kind)})"
         reasons = "; ".join(email.reasons)[:500]
@@ -400,7 +457,8 @@ def email_reply(
             {
                 "type": "context",
                 "elements": [
-                    _mrkdwn(f":robot_face: *{kind_label(email.kind)}* received {when} from {sender}"),
+                    _mrkdwn(f":robot_face: *{kind_label(email.kind)}* received {when}"),
+                    _plain(f"From: {sender}", 1000),
                     _plain(f"Subject: {_one_line(email.subject)}" if email.subject else "(no subject)", 1000),
                     _plain(f"Recognised by: {reasons}" if reasons else "Recognised as machine traffic", 1000),
                 ],
@@ -411,13 +469,18 @@ def email_reply(
     title = "Email that opened the case" if opening else "Follow-up email"
     text = escape_mrkdwn(f"{title} · {case.ref} · received {when}")
     blocks = [
-        {"type": "section", "text": _mrkdwn(f"*{title}* · received {when}\n*From:* {sender}")},
+        {"type": "section", "text": _mrkdwn(f"*{title}* · received {when}")},
         {
             "type": "context",
-            "elements": [_plain(f"Subject: {_one_line(email.subject) or '(no subject)'}", 2000)],
+            "elements": [
+                _plain(f"From: {sender}", 2000),
+                _plain(f"Subject: {_one_line(email.subject) or '(no subject)'}", 2000),
+            ],
         },
     ]
-    if email.sender_check == "fail":
+    if email.sender_check == "fail" and email.sender_check_detail.startswith(LOOKALIKE):
+        blocks.append({"type": "context", "elements": _lookalike_warning(email.sender_check_detail)})
+    elif email.sender_check == "fail":
         blocks.append(
             {
                 "type": "context",
@@ -469,15 +532,27 @@ def email_reply(
     if folded:
         blocks.append({"type": "context", "elements": [_plain("Folded away: " + ", ".join(folded) + ".")]})
     if email.attachments:
+        listed = email.attachments[:ATTACHMENTS_LISTED]
         lines = [
-            f"• {_cut(escape_mrkdwn(str(a.get('filename', '?'))), 150)} "
-            f"({_cut(escape_mrkdwn(str(a.get('content_type', '?'))), 80)}, {_size(int(str(a.get('size', 0))))})"
-            for a in email.attachments[:20]
+            f"• {_cut(escape_mrkdwn(_one_line(str(a.get('filename', '?')))), 150)} "
+            f"({_cut(escape_mrkdwn(_one_line(str(a.get('content_type', '?')))), 80)}, "
+            f"{_size(int(str(a.get('size', 0))))})"
+            for a in listed
         ]
-        more = len(email.attachments) - 20
+        more = max(email.attachment_count, len(email.attachments)) - len(listed)
         if more > 0:
-            lines.append(f"… and {more} more")
-        blocks.append({"type": "section", "text": _mrkdwn("*Attachments* (not stored)\n" + "\n".join(lines))})
+            lines.append(f"… and {more:,} more")
+        total = len(listed) + max(more, 0)
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "plain_text",
+                    "text": _cut(f"Attachments ({total:,}, not stored):\n" + "\n".join(lines), SECTION_LIMIT),
+                    "emoji": False,
+                },
+            }
+        )
     blocks.append({"type": "context", "elements": [_classification_line(email)]})
     if email.reasons:
         reasons = "; ".join(email.reasons)

@@ -38,6 +38,12 @@ def _text(text: str) -> dict[str, object]:
     return {"type": "plain_text", "text": text[:2000], "emoji": False}
 
 
+def _shown(text: str) -> dict[str, object]:
+    """A requester's address (or other text from their email) as Slack must show it: plain_text,
+    where no formatting, mention or link applies, escaped, on one line."""
+    return {"type": "plain_text", "text": escape_mrkdwn(" ".join(text.split()))[:2000], "emoji": False}
+
+
 def _option(value: str, text: str) -> dict[str, object]:
     return {"text": _text(text[:75]), "value": value}
 
@@ -55,13 +61,9 @@ def _modal(
         "blocks": [
             {
                 "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "verbatim": True,
-                    "text": escape_mrkdwn(
-                        f"{case.ref} · {kind_label(case.kind)} · {case.requester_email or 'unknown sender'}"
-                    ),
-                },
+                "text": _shown(
+                    f"{case.ref} · {kind_label(case.kind)} · {case.requester_email or 'unknown sender'}"
+                ),
             },
             *blocks,
         ],
@@ -295,13 +297,9 @@ def reply_view(
             {
                 "type": "context",
                 "elements": [
-                    {
-                        "type": "mrkdwn",
-                        "verbatim": True,
-                        "text": escape_mrkdwn(
-                            f"To {case.requester_email}, from the privacy address, with {case.ref} in the subject."
-                        ),
-                    }
+                    _shown(
+                        f"To {case.requester_email}, from the privacy address, with {case.ref} in the subject."
+                    )
                 ],
             },
             {"type": "actions", "block_id": "template", "elements": [menu]},

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from core.vocabulary import IDENTITY_METHODS, OUTCOME_LABELS, WAITING_LABELS, kind_label
 from handlers.cases.acknowledgement import NOT_SENT
 from handlers.cases.notices import long_date
+from handlers.mail_in.sender_check import LOOKALIKE
 from handlers.slack.blocks import escape_mrkdwn, mention, note_blocks, notice_note_blocks
 from storage.models import AuditEvent, Case, OutboundEmail
 
@@ -60,11 +61,27 @@ def note_message(event: AuditEvent, context: NoteContext) -> tuple[str, list[dic
     or sent by a requester is escaped)."""
     text = _words(event, context)
     if event.action == "case.extended":
-        return text, notice_note_blocks(text, context.case)
+        blocks = notice_note_blocks(text, context.case)
+        if context.notice:  # the notice greets the requester by name: their words, in plain_text
+            blocks.insert(1, _quoted(context.notice))
+        return text, blocks
     if event.action in ("case.replied", "case.acknowledged"):
         status = {"type": "mrkdwn", "text": _sending_status(context.outbound), "verbatim": True}
-        return text, [*note_blocks(text), {"type": "context", "elements": [status]}]
+        body = context.outbound.body if event.action == "case.replied" and context.outbound else ""
+        quoted = [_quoted(body)] if body else []
+        return text, [*note_blocks(text), *quoted, {"type": "context", "elements": [status]}]
     return text, note_blocks(text)
+
+
+def _quoted(text: str) -> dict[str, object]:
+    """Text we send the requester, shown in a note as it reads in the email: in plain_text (the
+    requester's name in it cannot bold or link anything), escaped, cut. It stays out of the note's
+    notification `text`, which Slack reads as mrkdwn."""
+    text = text.strip() if len(text.strip()) <= QUOTE_LIMIT else text.strip()[:QUOTE_LIMIT] + "…"
+    return {
+        "type": "section",
+        "text": {"type": "plain_text", "text": escape_mrkdwn(text)[:3000], "emoji": False},
+    }
 
 
 def legacy_note(text: str, case: Case, event: AuditEvent | None) -> tuple[str, list[dict[str, object]]]:
@@ -112,7 +129,7 @@ def _words(event: AuditEvent, ctx: NoteContext) -> str:
             f"{actor} extended the deadline to {long_date(due)}: {escape_mrkdwn(ctx.text)}\n"
             f"The requester must be told by {long_date(notify_by)}."
         )
-        return f"{words} Notice to send:\n>>> {escape_mrkdwn(ctx.notice)}" if ctx.notice else words
+        return f"{words} Notice to send:" if ctx.notice else words
     if action == "case.waiting":
         what = WAITING_LABELS.get(str(after.get("waiting_for")), "an answer")
         clock = (
@@ -189,11 +206,13 @@ def _words(event: AuditEvent, ctx: NoteContext) -> str:
         )
         return f"{actor} {changes} ({after.get('done')}/{after.get('total')} done)."
     if action == "email.wait_not_ended":
-        why = (
-            "our mail server says its sender may be forged"
-            if after.get("reason") == "sender_check"
-            else escape_mrkdwn(str(after.get("detail", "")))
-        )
+        detail = str(after.get("detail", ""))
+        if after.get("reason") != "sender_check":
+            why = escape_mrkdwn(detail)
+        elif detail.startswith(LOOKALIKE):
+            why = f"its sender's address only looks like ours ({escape_mrkdwn(detail)})"
+        else:
+            why = "our mail server says its sender may be forged"
         return f":warning: An email from the requester's address came in, but it did not end the wait: {why}."
     if action == "email.bounced":
         what = "acknowledgement" if str(after.get("purpose", "")).startswith("acknowledgement") else "email"
@@ -227,9 +246,7 @@ def _languages(tags: str) -> str:
 def _reply_words(actor: str, outbound: OutboundEmail | None) -> str:
     if outbound is None:
         return f"{actor} replied to the requester by email."
-    body = outbound.body
-    quoted = escape_mrkdwn(body if len(body) <= QUOTE_LIMIT else body[:QUOTE_LIMIT] + "…")
-    return f"{actor} replied to the requester by email:\n>>> {quoted}"
+    return f"{actor} replied to the requester by email:"
 
 
 def _sending_status(outbound: OutboundEmail | None) -> str:
