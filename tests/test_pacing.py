@@ -21,8 +21,13 @@ from dataclasses import dataclass, field
 
 import pytest
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
 
-from bot.app import build_client, create_app
+from bot.app import build_client, create_app, outbox_client
 from bot.outbox import PACED_INTERVAL, QUIET_PERIOD, OutboxWorker
 from bot.runtime import build_outbox
 from bot.settings import Settings
@@ -268,6 +273,15 @@ async def working(worker: OutboxWorker) -> AsyncIterator[None]:
 
 def posts(slack: SlackStandIn) -> list[dict[str, object]]:
     return slack.calls_to("chat.postMessage")
+
+
+def test_the_outboxs_client_leaves_429s_to_the_outbox_and_still_retries_the_rest(settings: Settings) -> None:
+    client = build_client(settings)
+    own = outbox_client(client)
+    kept = {type(h) for h in own.retry_handlers}
+    assert kept == {AsyncConnectionErrorRetryHandler, AsyncServerErrorRetryHandler}
+    assert AsyncRateLimitErrorRetryHandler in {type(h) for h in client.retry_handlers}  # answers to people
+    assert (own.token, own.base_url, own.session) == (client.token, client.base_url, client.session)
 
 
 async def test_with_the_stand_in_at_full_speed_the_outbox_never_waits(
