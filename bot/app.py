@@ -31,7 +31,7 @@ from handlers.slack.listeners import tell_unsaved
 from handlers.slack.staff import StaffDirectory
 from storage.store import Store
 
-__all__ = ["Desk", "build_client", "create_app"]
+__all__ = ["Desk", "build_client", "create_app", "outbox_client"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ class Desk:
 
 def build_client(settings: Settings, *, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
     """An `AsyncWebClient` for `SLACK_API_URL` that retries on connection errors, on 429
-    (sleeping `Retry-After`) and on 500/503, with slack-sdk's own retry handlers."""
+    (sleeping `Retry-After`) and on 500/503, with slack-sdk's own retry handlers: the client that
+    answers people, where one call waiting a moment is right."""
     return AsyncWebClient(
         token=settings.slack.bot_token.reveal(),
         base_url=settings.slack.api_url,
@@ -62,6 +63,22 @@ def build_client(settings: Settings, *, session: aiohttp.ClientSession | None = 
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
             AsyncRateLimitErrorRetryHandler(max_retry_count=5),
             AsyncServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def outbox_client(client: AsyncWebClient) -> AsyncWebClient:
+    """The outbox's own client: `client`'s token, URL, session and retry handlers, but a 429 is
+    answered to the outbox at once instead of slept on inside the call — the outbox then holds
+    the whole channel for `Retry-After` and paces it (`bot.outbox`). Connection errors and 5xx
+    are still retried by slack-sdk: they are about one call."""
+    return AsyncWebClient(
+        token=client.token,
+        base_url=client.base_url,
+        session=client.session,
+        timeout=client.timeout,
+        retry_handlers=[
+            h for h in client.retry_handlers if not isinstance(h, AsyncRateLimitErrorRetryHandler)
         ],
     )
 

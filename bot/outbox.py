@@ -1,15 +1,39 @@
 """The one loop that works the outbox: everything the bot sends on its own initiative.
 
-Each round takes the rows that are due (roots first, updates last, otherwise oldest first) and
-hands each to the sender of its kind (Slack or SMTP), then records what came of it:
+Each round takes, for each destination, the rows that are due (roots first, updates last,
+otherwise oldest first) and hands each to the sender of its kind (Slack or SMTP), then records
+what came of it:
 
 - delivered → done, with its result (the Slack ts, the accepted Message-ID), and whatever follows
   in the case (the sender's `sent`), in one transaction;
 - the destination unavailable (`Unavailable`) → that destination pauses, with backoff, logged
   once per outage; its other rows wait too, the other destination's rows go on;
+- Slack asking us to slow down (`RateLimited`, a 429) → that row's lane (`Sender.lane`: the
+  channel it posts in) is paced, below;
 - this message turned away for now (`TryLater`) → it alone waits, with its own capped backoff;
 - refused for good (`Refused`), or failing for a reason of its own → failed, and staff are told
   (the sender's `refused`); the rest go on.
+
+Pacing. Slack allows about one message per second per channel, with short bursts, and answers
+429 with `Retry-After` beyond that. The outbox posts at full speed while Slack accepts. Once a
+lane has answered 429, every row bound for it waits out `Retry-After` (not only the row that got
+the 429), then goes at one post per `PACED_INTERVAL`, until Slack has not answered 429 there for
+`QUIET_PERIOD`; then full speed again. The other lanes and destinations go on meanwhile: the rows
+of a lane that must wait are left out of the query (`Outbox.due(held=...)`), so a long backlog in
+one channel does not hide the rows of another behind it, and within a lane the order stays that
+of `due` (new cases' roots before older threads' replies and notes).
+
+For this the outbox's Slack client must not retry 429s itself: slack-sdk's
+`AsyncRateLimitErrorRetryHandler` sleeps `Retry-After` inside the call and retries just that call,
+which holds the one loop (every destination waits) while the rest of the channel's rows are sent
+again at full speed the moment it returns, each earning its own 429. So the outbox gets its own
+client without that handler (`bot.app.outbox_client`), keeping slack-sdk's handlers for connection
+errors and 5xx, which are about one call; the client Bolt uses to answer people (acks, modals,
+ephemeral messages: sent directly, never through here, so never behind a backlog) keeps them all.
+
+A 429 means Slack did not carry out the call, and a row makes at most one call that posts: a row
+answered 429 on its first attempt counts as not started, so its retry posts at once instead of
+searching the channel for it first.
 
 Answers to a person's own action (acks, modals, ephemeral messages) do not come through here.
 """
@@ -29,6 +53,7 @@ from bot.backoff import Backoff, Outage, sleep_until
 from core.clock import Clock, system_clock
 from core.errors import (
     DeliveryError,
+    RateLimited,
     Refused,
     StorageError,
     TryLater,
@@ -41,9 +66,23 @@ from storage.models import OutboxRow
 from storage.outbox import Delivered
 from storage.store import Store, Tx
 
-__all__ = ["MessageBackoff", "OutboxWorker", "Sender", "StorageAlarmSender"]
+__all__ = [
+    "PACED_INTERVAL",
+    "QUIET_PERIOD",
+    "MessageBackoff",
+    "OutboxWorker",
+    "Pace",
+    "Sender",
+    "StorageAlarmSender",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds between posts in a lane Slack has rate-limited: Slack allows about one message per
+#: second per channel; the margin keeps a post that arrives a little early from earning a 429.
+PACED_INTERVAL = 1.05
+#: Seconds without a 429 after which a paced lane goes back to full speed.
+QUIET_PERIOD = 60.0
 
 
 class Sender(Protocol):
@@ -62,6 +101,11 @@ class Sender(Protocol):
 
     async def refused(self, tx: Tx, row: OutboxRow, reason: str) -> None:
         """What follows from the row being refused for good (inside the transaction)."""
+        ...
+
+    def lane(self, row: OutboxRow) -> str:
+        """Where the row goes, as far as pacing is concerned (a Slack channel; for mail, the
+        server): the same for every row that counts against the same limit."""
         ...
 
 
@@ -86,15 +130,44 @@ class MessageBackoff:
         return min(self.cap, self.base * 2 ** max(0, min(attempts - 1, 20)))
 
 
+class Pace:
+    """A lane Slack has rate-limited: nothing goes there before `held_until` (its `Retry-After`),
+    then one post per `PACED_INTERVAL`, until `QUIET_PERIOD` has passed since the last 429.
+    Times are the worker's monotonic seconds."""
+
+    def __init__(self, now: float) -> None:
+        self.since = now
+        self.limited_at = now
+        self.held_until = now
+        self.next_post = now
+        self.limits = 0
+
+    def limited(self, now: float, retry_after: float) -> None:
+        """Slack answered 429 with `Retry-After`: the whole lane waits that long."""
+        self.limits += 1
+        self.limited_at = now
+        self.held_until = max(self.held_until, now + retry_after)
+        self.next_post = max(self.next_post, self.held_until)
+
+    def posting(self, now: float) -> None:
+        """A post goes out now: the next one waits `PACED_INTERVAL`."""
+        self.next_post = max(self.next_post, now + PACED_INTERVAL)
+
+    def quiet(self, now: float) -> bool:
+        """Whether Slack has not answered 429 here for `QUIET_PERIOD`: full speed again."""
+        return now - self.limited_at >= QUIET_PERIOD
+
+
 class _Destination:
-    def __init__(self, name: str, backoff: Backoff) -> None:
+    def __init__(self, name: str, backoff: Backoff, monotonic: Callable[[], float]) -> None:
         self.backoff = backoff
         self.outage = Outage(name, logger)
-        self.paused_until = 0.0  # time.monotonic()
+        self.paused_until = 0.0  # monotonic()
+        self._monotonic = monotonic
 
     @property
     def paused(self) -> bool:
-        return time.monotonic() < self.paused_until
+        return self._monotonic() < self.paused_until
 
 
 class OutboxWorker:
@@ -109,19 +182,31 @@ class OutboxWorker:
         idle_interval: float = 60.0,
         destination_backoff: Backoff | None = None,
         message_backoff: MessageBackoff | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.clock = clock
+        self.monotonic = monotonic
         self.idle_interval = idle_interval
         self.message_backoff = message_backoff or MessageBackoff()
         self._senders = {kind: sender for sender in senders for kind in sender.kinds}
+        self._kinds: dict[str, list[str]] = {}
+        for sender in senders:
+            self._kinds.setdefault(sender.destination, []).extend(sorted(sender.kinds))
         template = destination_backoff or Backoff(base=1.0, cap=120.0)
         self.destinations = {
             s.destination: _Destination(
-                _NAMES.get(s.destination, s.destination), Backoff(base=template.base, cap=template.cap)
+                _NAMES.get(s.destination, s.destination),
+                Backoff(base=template.base, cap=template.cap),
+                monotonic,
             )
             for s in senders
         }
+        #: (destination, lane) → its pace, for the lanes Slack has rate-limited lately
+        self.paces: dict[tuple[str, str], Pace] = {}
+        #: (destination, `OutboxRow.lane`) → the sender's lane of such rows, as seen so far: how
+        #: the rows of a waiting lane are left out of the query
+        self._lanes: dict[tuple[str, str | None], str] = {}
         self.database = Outage("the database (outbox)", logger)
         #: the destination of the message being sent right now, if any (a stop waits for an email)
         self.sending: str | None = None
@@ -187,40 +272,103 @@ class OutboxWorker:
                 await sleep_until(stop, self._wake, await self._idle_for())
 
     async def _idle_for(self) -> float:
-        """How long to sleep when nothing is due: until a paused destination or a held-back row
-        may be tried again, at most `idle_interval`."""
+        """How long to sleep when nothing is due: until a paused destination, a paced lane or a
+        held-back row may be tried again, at most `idle_interval`."""
         waits = [self.idle_interval]
-        now = time.monotonic()
+        now = self.monotonic()
         waits += [d.paused_until - now for d in self.destinations.values() if d.paused_until > now]
+        waits += [p.next_post - now for p in self.paces.values() if p.next_post > now]
         retry = await self.store.outbox.next_attempt_at(after=self.clock())
         if retry is not None:
             waits.append((retry - self.clock()).total_seconds())
         return max(0.01, min(waits))
 
     async def work_once(self) -> bool:
-        """One round over the rows due now; returns whether any was attempted."""
+        """One round over the rows due now, destination by destination; returns whether any was
+        attempted."""
         for orphan in await self.store.outbox.orphans():
             await self._fail(orphan, "the message it belongs to could not be posted")
-        kinds = self._reachable_kinds()
         attempted = False
-        for row in await self.store.outbox.due(now=self.clock(), kinds=kinds) if kinds else []:
-            sender = self._senders[row.kind]
-            if self.destinations[sender.destination].paused:
-                continue  # paused during this round
-            await self._attempt(row, sender)
-            attempted = True
+        for name, kinds in self._kinds.items():
+            destination = self.destinations[name]
+            if destination.paused:
+                continue
+            held = self._waiting_lanes(name, lambda pace, now: now < pace.next_post)
+            for row in await self.store.outbox.due(now=self.clock(), kinds=kinds, held=held):
+                if destination.paused:
+                    break  # paused during this round
+                sender = self._senders[row.kind]
+                lane = sender.lane(row)
+                self._lanes[(name, row.lane)] = lane
+                if not self._may_post(name, lane):
+                    continue  # its lane waits: the others go on
+                await self._attempt(row, sender, lane)
+                attempted = True
         return attempted
 
-    async def _attempt(self, row: OutboxRow, sender: Sender) -> None:
+    def _waiting_lanes(self, destination: str, waiting: Callable[[Pace, float], bool]) -> list[str | None]:
+        """The `OutboxRow.lane`s of the destination's rows whose lane is `waiting` now."""
+        now = self.monotonic()
+        return [
+            row_lane
+            for (name, row_lane), lane in self._lanes.items()
+            if name == destination and (pace := self.paces.get((name, lane))) and waiting(pace, now)
+        ]
+
+    def _may_post(self, destination: str, lane: str) -> bool:
+        """Whether a row may go to the lane now; a paced lane quiet for long enough is at full
+        speed again."""
+        pace = self.paces.get((destination, lane))
+        if pace is None:
+            return True
+        now = self.monotonic()
+        if pace.quiet(now):
+            del self.paces[(destination, lane)]
+            logger.info(
+                "Slack: full speed again in %s after %.0f s paced (%d rate limits)",
+                lane,
+                now - pace.since,
+                pace.limits,
+            )
+            return True
+        if now < pace.next_post:
+            return False
+        pace.posting(now)
+        return True
+
+    def _rate_limited(self, destination: str, lane: str, retry_after: float) -> None:
+        now = self.monotonic()
+        pace = self.paces.get((destination, lane))
+        if pace is None:
+            pace = self.paces[(destination, lane)] = Pace(now)
+            logger.info(
+                "Slack: rate limited in %s; waiting %.0f s, then one post per %.2f s there until "
+                "it has been quiet for %.0f s",
+                lane,
+                retry_after,
+                PACED_INTERVAL,
+                QUIET_PERIOD,
+            )
+        pace.limited(now, retry_after)
+
+    async def _attempt(self, row: OutboxRow, sender: Sender, lane: str) -> None:
         destination = self.destinations[sender.destination]
         await self.store.outbox.mark_started(row.id, at=self.clock())
         self.sending = sender.destination
         try:
             delivered = await sender.send(row)
+        except RateLimited as e:
+            destination.outage.recovered()  # Slack answers: only slower
+            destination.backoff.reset()
+            self._rate_limited(sender.destination, lane, e.retry_after)
+            await self.store.outbox.retry_later(
+                row.id, not_before=None, error=e.reason, started=row.started_at is not None
+            )
+            return
         except Unavailable as e:
             destination.outage.failed(e)
             delay = max(destination.backoff.next_delay(), e.retry_after or 0.0)
-            destination.paused_until = time.monotonic() + delay
+            destination.paused_until = self.monotonic() + delay
             await self.store.outbox.retry_later(row.id, not_before=None, error=e.reason)  # with them all
             return
         except TryLater as e:
@@ -291,13 +439,15 @@ class OutboxWorker:
 
     async def drained(self) -> bool:
         """Whether nothing waits that could be sent now: rows held back by their backoff, or for a
-        destination waiting out an outage, do not count (for tests and benchmarks)."""
-        kinds = self._reachable_kinds()
-        return not kinds or not await self.store.outbox.due(now=self.clock(), kinds=kinds, limit=1)
-
-    def _reachable_kinds(self) -> list[str]:
-        """The kinds of row whose destination is not waiting out an outage."""
-        return [k for k, s in self._senders.items() if not self.destinations[s.destination].paused]
+        destination waiting out an outage or a lane its `Retry-After`, do not count; rows waiting
+        for their turn in a paced lane do (for tests and benchmarks)."""
+        for name, kinds in self._kinds.items():
+            if self.destinations[name].paused:
+                continue
+            held = self._waiting_lanes(name, lambda pace, now: now < pace.held_until)
+            if await self.store.outbox.due(now=self.clock(), kinds=kinds, held=held, limit=1):
+                return False
+        return True
 
 
 _NAMES = {"slack": "Slack", "smtp": "SMTP server"}

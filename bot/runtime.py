@@ -23,7 +23,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.app import build_client, create_app
+from bot.app import build_client, create_app, outbox_client
 from bot.backoff import Backoff, Outage
 from bot.mailbox import MailboxWatcher
 from bot.outbox import OutboxWorker, Sender
@@ -209,18 +209,21 @@ def build_outbox(
     permalinks: Permalinks | None = None,
 ) -> OutboxWorker:
     """The outbox worker with its senders: Slack always (cases, and scheduled messages), SMTP when
-    `SMTP_HOST` is set."""
+    `SMTP_HOST` is set. The senders post with the outbox's own copy of `client`, which leaves
+    429s to the worker's pacing (`outbox_client`); `staff` and `permalinks`, shared with the
+    listeners, keep `client`."""
     channel, calendar = settings.slack.channel_id, settings.calendar
     staff = staff or StaffDirectory(client, channel=channel, fixed=settings.slack.staff_user_ids)
+    poster = outbox_client(client)
     senders: list[Sender] = [
-        SlackSender(store, client, channel=channel, calendar=calendar, clock=clock, writer=settings.writer()),
+        SlackSender(store, poster, channel=channel, calendar=calendar, clock=clock, writer=settings.writer()),
         ScheduledSender(
             store,
-            client,
+            poster,
             channel=channel,
             calendar=calendar,
             staff=staff,
-            permalinks=permalinks,
+            permalinks=permalinks or Permalinks(client),
             clock=clock,
             pause_clock=settings.clock_pause_on_wait,
         ),

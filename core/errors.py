@@ -9,6 +9,8 @@
     └── DeliveryError          something the bot sends could not be delivered
         ├── Unavailable        the destination (Slack, the mail server) cannot be reached: every
         │                      message to it waits, with backoff
+        ├── RateLimited        Slack asks us to slow down (429) in the channel the message goes
+        │                      to: that channel waits `Retry-After`, then is paced
         ├── TryLater           this one message was turned away for now (an SMTP 4xx): it alone
         │                      is retried later, with backoff
         └── Refused            this message was refused for good (an SMTP 5xx, no SMTPUTF8, a
@@ -31,6 +33,7 @@ __all__ = [
     "DeliveryError",
     "MailboxError",
     "PrivacyDeskError",
+    "RateLimited",
     "Refused",
     "StorageError",
     "TransitionError",
@@ -97,6 +100,15 @@ class Unavailable(DeliveryError):
     """The destination cannot be reached now; `retry_after` is its own hint, in seconds, if any."""
 
     def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class RateLimited(DeliveryError):
+    """Slack answered 429: it did not carry out the call, and asks that nothing more be sent the
+    same way for `retry_after` seconds."""
+
+    def __init__(self, reason: str, *, retry_after: float) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
 

@@ -162,7 +162,9 @@ class OutboxRow:
     """Something the bot sends on its own initiative, and where its delivery stands.
 
     `parent_ts`/`parent_channel` are those of the message this one goes under (a thread reply) or
-    changes (an update), once that message is in Slack.
+    changes (an update), once that message is in Slack. `lane`, read with the rows due, is where it
+    goes as far as the outbox knows: that parent's channel, else its recipient (a direct message,
+    an App Home); None for the sender's own place (the staff channel, the mail server).
     """
 
     id: int
@@ -186,6 +188,7 @@ class OutboxRow:
     parent_channel: str | None = None
     notice_id: int | None = None
     recipient: str | None = None
+    lane: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ while one waits is already covered by it (it renders the state of the moment it 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -41,6 +41,13 @@ _PRIORITY = (
 )
 _SELECT = (
     "SELECT o.*, p.result AS parent_ts, p.channel AS parent_channel FROM outbox o "
+    "LEFT JOIN outbox p ON p.id = o.parent_id"
+)
+#: Where a waiting row goes as far as the outbox knows (`OutboxRow.lane`): the channel of the
+#: message it goes under or changes, else the person it is for; NULL for the sender's own place.
+_LANE = "COALESCE(p.channel, o.recipient)"
+_SELECT_DUE = (
+    f"SELECT o.*, p.result AS parent_ts, p.channel AS parent_channel, {_LANE} AS lane FROM outbox o "
     "LEFT JOIN outbox p ON p.id = o.parent_id"
 )
 
@@ -193,17 +200,29 @@ class Outbox:
         await self._db.run("DELETE FROM home_tabs WHERE user_id = ?", (user_id,))
 
     # --- working ---------------------------------------------------------------------------------------
-    async def due(self, *, now: datetime, kinds: Sequence[str] = KINDS, limit: int = 50) -> list[OutboxRow]:
+    async def due(
+        self,
+        *,
+        now: datetime,
+        kinds: Sequence[str] = KINDS,
+        held: Collection[str | None] = (),
+        limit: int = 50,
+    ) -> list[OutboxRow]:
         """Rows of `kinds` to try now, roots first, updates last, otherwise oldest first: neither
-        done nor failed, past their backoff, and whose parent (if any) is in Slack."""
+        done nor failed, past their backoff, whose parent (if any) is in Slack, and whose `lane`
+        is not `held` (None among them: the rows of no known lane), with their lane."""
+        lanes = [lane for lane in held if lane is not None]
+        skip = f"AND {_LANE} NOT IN ({','.join('?' * len(lanes))}) " if lanes else ""
+        if None in held:
+            skip += f"AND {_LANE} IS NOT NULL "
         return await self._db.fetch_all(
             OutboxRow,
-            f"{_SELECT} WHERE o.done_at IS NULL AND o.failed_at IS NULL "
+            f"{_SELECT_DUE} WHERE o.done_at IS NULL AND o.failed_at IS NULL "
             f"AND o.kind IN ({','.join('?' * len(kinds))}) "
             "AND (o.not_before IS NULL OR o.not_before <= ?) "
             "AND (o.parent_id IS NULL OR p.done_at IS NOT NULL) "
-            f"ORDER BY {_PRIORITY}, o.id LIMIT ?",
-            (*kinds, iso(now), limit),
+            f"{skip}ORDER BY {_PRIORITY}, o.id LIMIT ?",
+            (*kinds, iso(now), *lanes, limit),
         )
 
     async def orphans(self, *, limit: int = 50) -> list[OutboxRow]:
@@ -237,12 +256,17 @@ class Outbox:
             (iso(self._clock()), result, channel, row_id),
         )
 
-    async def retry_later(self, row_id: int, *, not_before: datetime | None, error: str) -> None:
+    async def retry_later(
+        self, row_id: int, *, not_before: datetime | None, error: str, started: bool = True
+    ) -> None:
         """Not delivered this time: try again from `not_before` (None: as soon as its destination
-        can be reached again)."""
+        can be reached again). `started=False`: nothing of it can have reached the destination
+        (turned away before anything was done, and never started before), so a retry need not
+        look for it there first."""
         await self._db.run(
-            "UPDATE outbox SET not_before = ?, last_error = ? WHERE id = ?",
-            (iso(not_before) if not_before else None, error, row_id),
+            "UPDATE outbox SET not_before = ?, last_error = ?, "
+            "started_at = CASE WHEN ? THEN started_at END WHERE id = ?",
+            (iso(not_before) if not_before else None, error, started, row_id),
         )
 
     async def mark_failed(self, row_id: int, *, error: str) -> None:

@@ -48,6 +48,9 @@ class FakeSender:
     async def refused(self, tx: Tx, row: OutboxRow, reason: str) -> None:
         self.refusals.append((row.id, reason))
 
+    def lane(self, row: OutboxRow) -> str:
+        return row.parent_channel or "C0STAFF01"
+
 
 class Clock:
     def __init__(self) -> None:

@@ -77,6 +77,10 @@ class SmtpSender:
         logger.info("case %s: email accepted by the mail server", case.ref)
         return Delivered(outbound.message_id)
 
+    def lane(self, row: OutboxRow) -> str:
+        """Every email goes through the one server."""
+        return self.destination
+
     async def sent(self, tx: Tx, row: OutboxRow, delivered: Delivered) -> None:
         """Record that the server accepted it, and let the thread's note say "sent"."""
         await self._settled(tx, row, "reply.sent", {})

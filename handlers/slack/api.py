@@ -1,7 +1,9 @@
 """What a Slack Web API call can fail with, and what that means for the outbox.
 
-slack-sdk's retry handlers (configured once on the client) retry 429s, 5xx and connection errors
-first; what reaches us afterwards is translated by error code, never by matching message text.
+slack-sdk's retry handlers (configured once on the client) retry 5xx and connection errors first,
+and 429s too on the client that answers people (the outbox's own client leaves 429s to the outbox,
+which pauses the channel: `bot.outbox`); what reaches us afterwards is translated by error code
+and status, never by matching message text.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import aiohttp
 from slack_sdk.errors import SlackApiError
 
-from core.errors import DeliveryError, Refused, Unavailable
+from core.errors import DeliveryError, RateLimited, Refused, Unavailable
 
 __all__ = ["BAD_MESSAGE", "CHANNEL", "GONE", "SLACK_FAILURES", "as_delivery_error", "error_code"]
 
@@ -68,8 +70,9 @@ def error_code(error: BaseException) -> str:
 def as_delivery_error(error: BaseException, *, own_channel: bool = True) -> DeliveryError:
     """What a Slack failure means for a message of the outbox: refused for good when Slack says the
     message itself is wrong or its thread is gone (or its channel, when that is not the staff
-    channel); otherwise Slack is unavailable (down, rate limited, or refusing every message: a
-    revoked token, the bot removed from the channel) and everything waits."""
+    channel); rate limited (429) with Slack's `Retry-After` (1 s when it gives none); otherwise
+    Slack is unavailable (down, or refusing every message: a revoked token, the bot removed from
+    the channel) and everything waits."""
     code = error_code(error)
     if code in BAD_MESSAGE or code in GONE or (code in CHANNEL and not own_channel):
         return Refused(f"Slack refused the message ({code})")
@@ -79,4 +82,6 @@ def as_delivery_error(error: BaseException, *, own_channel: bool = True) -> Deli
             retry_after = float(error.response.headers.get("Retry-After") or 0) or None
         except (TypeError, ValueError, AttributeError):
             retry_after = None
+        if getattr(error.response, "status_code", None) == 429 or code == "ratelimited":
+            return RateLimited("Slack: ratelimited", retry_after=retry_after or 1.0)
     return Unavailable(f"Slack: {code or type(error).__name__}", retry_after=retry_after)

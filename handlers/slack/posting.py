@@ -104,6 +104,11 @@ class SlackSender:
             channel = row.parent_channel or row.channel or self.channel
             raise as_delivery_error(e, own_channel=channel == self.channel) from None
 
+    def lane(self, row: OutboxRow) -> str:
+        """The channel the row's message is posted in or changed in: its thread's (or its
+        message's) channel, the staff channel for a root."""
+        return row.parent_channel or self.channel
+
     async def sent(self, tx: Tx, row: OutboxRow, delivered: Delivered) -> None:
         """A root posted or re-rendered changes what App Homes show: they are refreshed."""
         if row.kind in ("root", "root_update"):

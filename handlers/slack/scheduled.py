@@ -135,6 +135,15 @@ class ScheduledSender:
         except SLACK_FAILURES as e:
             raise as_delivery_error(e) from None
 
+    def lane(self, row: OutboxRow) -> str:
+        """Where the row counts against Slack's limits: the channel it is posted in (a person's
+        direct messages, by their user id), or `views.publish` for every App Home."""
+        if row.kind == "home":
+            return "views.publish"
+        if row.kind == "summary_dm":
+            return str(row.recipient or "")
+        return (row.parent_channel if row.kind == "reminder" else None) or self.channel
+
     async def sent(self, tx: Tx, row: OutboxRow, delivered: Delivered) -> None:
         """Nothing follows from a scheduled message being posted."""
 
