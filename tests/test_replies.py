@@ -174,6 +174,7 @@ async def test_without_smtp_the_reply_button_explains_what_is_missing(
         ref = await harness.deliver(ACCESS_AND_ERASURE)
         assert ref is not None
         await harness.click(ref, "case.reply", user=ALICE)
+        await wait_until(lambda: slack.responses, 10)  # the ephemeral answer follows the ack
         assert "set SMTP_HOST" in str(slack.responses[-1])
         assert not slack.views
     finally:
