@@ -13,8 +13,8 @@ import pytest
 
 from bot.settings import Settings
 from handlers.cases.intake import IncomingMessage, IntakeOutcome
-from handlers.mail_in.by_parts import BIG_MESSAGE, TEXT_LIMIT
-from handlers.mail_in.parsing import parse_email
+from handlers.mail_in.by_parts import BIG_MESSAGE, TEXT_LIMIT, outline
+from handlers.mail_in.parsing import parse_email, strip_attachments
 from storage.store import Store
 from tests.conftest import wait_until
 from tests.support.dovecot import MailUser
@@ -160,3 +160,27 @@ async def test_a_huge_text_body_is_fetched_only_in_part_and_flagged(
     assert stored is not None and TEXT_LIMIT // 2 < len(stored) <= TEXT_LIMIT + 2000
     assert any(p.startswith("body: text cut after") for p in email.problems)
     assert email.body_text.startswith("Please delete my data.")
+
+
+def test_a_structure_that_cannot_be_read_in_parts_is_refused() -> None:
+    """The watcher then fetches the message whole, alone."""
+    text = (b"text", b"plain", (b"charset", b"utf-8"), None, None, b"7bit", 84, 3)
+    assert outline(text).leaves()[0].path == "1"
+    for unusable in (
+        (),
+        (b"text", b"plain"),
+        ([text, text], b"mixed", None),
+        [[text], b"mixed", (b"x", b"y")],
+    ):
+        with pytest.raises(ValueError):
+            outline(unusable)
+
+
+def test_a_stored_message_read_again_keeps_its_attachments_sizes() -> None:
+    raw = request_with_attachments(size=50_000)
+    stored = strip_attachments(raw)
+    assert len(stored) < 3000
+    before, after = parse_email(raw), parse_email(stored)
+    assert [(a.filename, a.size) for a in after.attachments] == [
+        (a.filename, a.size) for a in before.attachments
+    ]

@@ -689,7 +689,7 @@ def _strip(part: Message, depth: int) -> bool:
         return False
     if part.get(REMOVED_HEADER) is not None:
         return False  # already removed (by an earlier pass)
-    size = len(str(part.get_payload())) if part.is_multipart() else len(_payload(part))
+    size = len(str(part)) if part.is_multipart() else len(_payload(part))  # as parse_email counts it
     if ctype.startswith("message/") and part.is_multipart():
         part.set_payload([Message()])
     else:
