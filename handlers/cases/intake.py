@@ -1,10 +1,11 @@
 """Taking one email in: parse, classify, and store it as a new case, a follow-up or machine traffic.
 
-`take_in` is the use case the mailbox watcher calls for every message. It runs in one
-transaction together with the mailbox cursor, so a message is either fully taken in (email,
-case, audit event, outbox rows, cursor) or not at all, and a second delivery of the same
-Message-ID changes nothing but the cursor. The raw message is stored without the content of its
-attachments (the thread lists them as not stored, and that is true).
+`take_in_all` is the use case the mailbox watcher calls for every batch of new messages
+(`take_in` for one). It runs in one transaction together with the mailbox cursor, so a batch is
+either fully taken in (emails, cases, audit events, outbox rows, the cursor past its last
+message) or not at all, and a second delivery of the same Message-ID changes nothing but the
+cursor. The raw message is stored without the content of its attachments (the thread lists them
+as not stored, and that is true).
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ async def take_in_all(
     if any((m.folder, m.uidvalidity) != (first.folder, first.uidvalidity) for m in messages):
         raise ValueError("a batch is taken in from one folder under one UIDVALIDITY")
     # parsing and classifying are CPU work that pathological mail can stretch: off the event loop
-    reads = await asyncio.to_thread(lambda: [_read(m, rules.authserv_id) for m in messages])
+    reads = await asyncio.to_thread(lambda: [_read(m.raw, rules.authserv_id) for m in messages])
     async with store.transaction(now=now or system_clock()) as tx:
         outcomes = [
             await _record(tx, m, read, calendar, rules) for m, read in zip(messages, reads, strict=True)
@@ -160,8 +161,7 @@ async def take_in_all(
     return outcomes
 
 
-def _read(message: IncomingMessage, authserv_id: str | None) -> _Read:
-    raw = message.raw
+def _read(raw: bytes, authserv_id: str | None) -> _Read:
     email = parse_email(raw)
     kept = strip_attachments(raw) if email.attachments else raw  # nothing to remove: no second parse
     return _Read(email, classify(email), check_sender(email, authserv_id), kept)
