@@ -1,13 +1,18 @@
 """Watching the privacy mailbox over IMAP, in a thread of its own.
 
-imapclient is blocking and not thread-safe, so one dedicated thread owns the connection. For
-each new message it hands the bytes to the event loop (`take_in`, which commits the message and
-the cursor together) and waits for the commit before it moves on: the cursor (UIDVALIDITY +
-last UID) therefore never runs ahead of what is stored.
+imapclient is blocking and not thread-safe, so one dedicated thread owns the connection. It
+hands new messages to the event loop a batch at a time (`take_in_all`, which commits the batch
+and the cursor past its last message together) and waits for the commit before it moves on: the
+cursor (UIDVALIDITY + last UID) therefore never runs ahead of what is stored. A batch that
+cannot be taken in at once is taken in one message at a time, each with its own fallback.
 
 - IDLE when the server offers it, renewed every `idle_renew_seconds` (at most 10 minutes);
   otherwise polling every `poll_seconds`.
 - `BODY.PEEK[]` and a read-only `EXAMINE`, so the mailbox's read state is left alone.
+- Sizes first (RFC822.SIZE): small messages are fetched whole, up to `FETCH_BATCH_COUNT` or
+  `FETCH_BATCH_BYTES` per round trip and batch; a message above `BIG_MESSAGE` alone and in parts
+  (its structure, headers and text parts; attachments recorded from the structure, never
+  downloaded: handlers/mail_in/by_parts.py), so one big message at most is held at a time.
 - A UIDVALIDITY change re-syncs the folder from its first message; duplicates are skipped by
   Message-ID (synthetic ids are derived from the content).
 - On the first start against a folder that already holds mail, messages that arrived more than
@@ -36,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 from imapclient.imapclient import SocketTimeout
 
 from bot.backoff import Backoff, Outage
@@ -45,6 +50,14 @@ from core.clock import Clock, system_clock
 from core.errors import MailboxError, StorageError, redacted, unwritable_storage
 from handlers.cases.intake import IncomingMessage, IntakeOutcome
 from handlers.jobs.intake_alarm import IntakeHealth
+from handlers.mail_in.by_parts import (
+    BIG_MESSAGE,
+    TEXT_LIMIT,
+    Section,
+    assemble,
+    outline,
+    reads_as_text_header,
+)
 from storage.models import Cursor
 
 __all__ = ["MailboxWatcher"]
@@ -54,17 +67,20 @@ T = TypeVar("T")
 
 #: at most this long between two attempts to store a message while the database cannot be written
 STORAGE_RETRY_CAP = 30.0
-FETCH_BATCH_BYTES = 16 * 1024 * 1024  # fetch at most this much mail per round trip
+FETCH_BATCH_BYTES = 4 * 1024 * 1024  # fetch (and take in) at most this much small mail at once
 FETCH_BATCH_COUNT = 50
+MIME_HEADERS_PER_FETCH = 200  # a big message's part headers are asked for this many at a time
 IDLE_CHECK_SECONDS = 1.0  # how often the IDLE loop looks at the stop flag
 
 
 class MailboxWatcher:
     """Delivers every message of the folder exactly once to `deliver`, until stopped.
 
-    `deliver(message)` and the cursor functions are coroutines run on `loop`; the watcher
-    thread blocks on their result. `fallback(message, error)` records a message whose normal
-    intake raised (the message is stored raw and flagged, never dropped).
+    `deliver_all(messages)`, `deliver(message)` and the cursor functions are coroutines run on
+    `loop`; the watcher thread blocks on their result. A batch goes to `deliver_all` (when given)
+    and, if that raises for a reason other than the database, one message at a time to `deliver`.
+    `fallback(message, error)` records a message whose normal intake raised (the message is stored
+    raw and flagged, never dropped).
     """
 
     def __init__(
@@ -76,6 +92,7 @@ class MailboxWatcher:
         fallback: Callable[[IncomingMessage, BaseException], Awaitable[IntakeOutcome]],
         get_cursor: Callable[[str], Awaitable[Cursor | None]],
         reset_cursor: Callable[[str, int, int], Awaitable[None]],
+        deliver_all: Callable[[list[IncomingMessage]], Awaitable[list[IntakeOutcome]]] | None = None,
         on_delivered: Callable[[IntakeOutcome], None] | None = None,
         clock: Clock = system_clock,
         backoff: Backoff | None = None,
@@ -87,6 +104,7 @@ class MailboxWatcher:
         self.settings = settings
         self.loop = loop
         self.deliver = deliver
+        self.deliver_all = deliver_all
         self.fallback = fallback
         self.get_cursor = get_cursor
         self.reset_cursor = reset_cursor
@@ -115,11 +133,11 @@ class MailboxWatcher:
         self._thread.start()
 
     def request_stop(self) -> None:
-        """Ask the thread to stop after the message in hand."""
+        """Ask the thread to stop after the batch in hand."""
         self._stop.set()
 
     async def stop(self, timeout: float = 20.0) -> None:
-        """Stop and wait for the thread to finish (the message in hand is finished first). A
+        """Stop and wait for the thread to finish (the batch in hand is finished first). A
         thread stuck in a connection attempt is left behind after `timeout` (it is a daemon)."""
         self.request_stop()
         if self._thread is not None:
@@ -207,35 +225,91 @@ class MailboxWatcher:
             if not uids:
                 return
             for batch in self._batches(client, uids):
-                data = client.fetch(batch, ["BODY.PEEK[]", "INTERNALDATE"])
-                for uid in batch:
-                    if self._stop.is_set():
-                        return
-                    item = data.get(uid)
-                    if not item or b"BODY[]" not in item:
-                        continue  # expunged meanwhile
-                    self._take(cursor, uid, item)
+                if self._stop.is_set():
+                    return
+                if len(batch) == 1 and batch[0][1] > BIG_MESSAGE:
+                    uid = batch[0][0]
+                    item = self._fetch_big(client, uid)
+                    data = {uid: item} if item is not None else {}
+                else:
+                    data = client.fetch([uid for uid, _ in batch], ["BODY.PEEK[]", "INTERNALDATE"])
+                messages = [
+                    self._message(cursor, uid, size, data[uid])
+                    for uid, size in batch
+                    if b"BODY[]" in data.get(uid, {})  # else expunged meanwhile
+                ]
+                del data  # the batch is held once, as messages
+                self._take_all(messages)
 
-    def _batches(self, client: IMAPClient, uids: list[int]) -> list[list[int]]:
+    def _batches(self, client: IMAPClient, uids: list[int]) -> list[list[tuple[int, int]]]:
+        """`uids` with their sizes, in batches to fetch and take in together: small messages up to
+        `FETCH_BATCH_COUNT` or `FETCH_BATCH_BYTES`, a message above `BIG_MESSAGE` alone."""
         sizes: dict[int, Any] = {}
         for i in range(0, len(uids), 500):
             chunk = uids[i : i + 500]
             sizes.update(client.fetch(chunk, ["RFC822.SIZE"]))
-        batches: list[list[int]] = []
-        current: list[int] = []
+        batches: list[list[tuple[int, int]]] = []
+        current: list[tuple[int, int]] = []
         total = 0
         for uid in uids:
             size = int((sizes.get(uid) or {}).get(b"RFC822.SIZE", 0))
-            if current and (total + size > FETCH_BATCH_BYTES or len(current) >= FETCH_BATCH_COUNT):
+            big = size > BIG_MESSAGE
+            if current and (big or total + size > FETCH_BATCH_BYTES or len(current) >= FETCH_BATCH_COUNT):
                 batches.append(current)
                 current, total = [], 0
-            current.append(uid)
+            if big:
+                batches.append([(uid, size)])
+                continue
+            current.append((uid, size))
             total += size
         if current:
             batches.append(current)
         return batches
 
-    def _take(self, cursor: Cursor, uid: int, item: dict[bytes, Any]) -> None:
+    def _fetch_big(self, client: IMAPClient, uid: int) -> dict[bytes, Any] | None:
+        """A big message without its attachments' content (see handlers/mail_in/by_parts.py):
+        `{b"BODY[]": raw, b"INTERNALDATE": ...}`, or None when it was expunged meanwhile. A
+        structure that cannot be read in parts (or a server refusing a part) is fetched whole."""
+        try:
+            head = client.fetch([uid], ["BODYSTRUCTURE", "BODY.PEEK[HEADER]", "INTERNALDATE"]).get(uid)
+            if not head or b"BODY[HEADER]" not in head:
+                return None
+            tree = outline(head[b"BODYSTRUCTURE"])
+            header = bytes(head[b"BODY[HEADER]"])
+            mime = self._part_headers(client, uid, tree)
+            texts: dict[str, bytes] = {}
+            for leaf in tree.leaves():
+                if reads_as_text_header(mime.get(leaf.path, header)):
+                    got = client.fetch([uid], [f"BODY.PEEK[{leaf.path}]<0.{TEXT_LIMIT}>"]).get(uid) or {}
+                    texts[leaf.path] = bytes(got.get(f"BODY[{leaf.path}]<0>".encode()) or b"")
+            return {
+                b"BODY[]": assemble(header, tree, mime, texts),
+                b"INTERNALDATE": head.get(b"INTERNALDATE"),
+            }
+        except IMAPClientAbortError:
+            raise  # the connection: reconnect
+        except (IMAPClientError, ValueError, TypeError) as e:
+            logger.warning("uid %d cannot be fetched in parts (%s); fetching it whole", uid, type(e).__name__)
+            return client.fetch([uid], ["BODY.PEEK[]", "INTERNALDATE"]).get(uid)
+
+    def _part_headers(self, client: IMAPClient, uid: int, tree: Section) -> dict[str, bytes]:
+        """The MIME headers of each part of a multipart message, by section."""
+        if not tree.multipart:
+            return {}
+        sections = []
+        stack = list(tree.parts)
+        while stack:
+            part = stack.pop(0)
+            sections.append(part.path)
+            stack[:0] = part.parts
+        mime: dict[str, bytes] = {}
+        for i in range(0, len(sections), MIME_HEADERS_PER_FETCH):
+            chunk = sections[i : i + MIME_HEADERS_PER_FETCH]
+            got = client.fetch([uid], [f"BODY.PEEK[{s}.MIME]" for s in chunk]).get(uid) or {}
+            mime.update({s: bytes(got.get(f"BODY[{s}.MIME]".encode()) or b"\r\n") for s in chunk})
+        return mime
+
+    def _message(self, cursor: Cursor, uid: int, size: int, item: dict[bytes, Any]) -> IncomingMessage:
         raw = bytes(item[b"BODY[]"])
         arrived = item.get(b"INTERNALDATE")
         if not isinstance(arrived, datetime):
@@ -245,20 +319,55 @@ class MailboxWatcher:
         historical = uid < cursor.backfill_before_uid and arrived < self.clock() - timedelta(
             days=self.settings.backfill_days
         )
-        message = IncomingMessage(
+        return IncomingMessage(
             raw=raw,
             folder=cursor.folder,
             uidvalidity=cursor.uidvalidity,
             uid=uid,
             arrived_at=arrived,
             historical=historical,
+            size=size,
         )
+
+    def _take_all(self, messages: list[IncomingMessage]) -> None:
+        """Take a batch in at once; if that fails for a reason of the mail's own (not the
+        database), one message at a time, so that only the offending one falls back."""
+        if self.deliver_all is None or len(messages) < 2:
+            for message in messages:
+                if not self._take(message):
+                    return  # stopped while the database could not be written
+            return
+        try:
+            outcomes = self._call(self.deliver_all(messages))
+        except Exception as e:
+            if _is_storage_outage(e) and unwritable_storage(e) is None:
+                raise  # the database (a lock held too long): reconnect, retry
+            # the mail's own fault, or a database that cannot be written: one at a time, which
+            # waits for the database with the first message in hand
+            logger.warning(
+                "a batch of %d could not be taken in at once (%s); one at a time",
+                len(messages),
+                type(e).__name__,
+            )
+            for message in messages:
+                if not self._take(message):
+                    return  # stopped while the database could not be written
+            return
+        for outcome in outcomes:
+            self.taken_in += 1
+            if self.on_delivered is not None:
+                self.on_delivered(outcome)
+
+    def _take(self, message: IncomingMessage) -> bool:
+        """Take one message in; False if stopped while the database could not be written (the
+        cursor did not move)."""
         outcome = self._stored(message)
         if outcome is None:
-            return  # stopped while the database could not be written: the cursor did not move
+            return False
         self.taken_in += 1
         if self.on_delivered is not None:
             self.on_delivered(outcome)
+        return True
 
     def _stored(self, message: IncomingMessage) -> IntakeOutcome | None:
         """Take the message in, waiting while the database cannot be written (a full disk): the

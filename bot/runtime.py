@@ -33,7 +33,7 @@ from bot.settings import Settings
 from core.clock import Clock, system_clock
 from core.errors import redacted
 from handlers.cases.acknowledgement import Acknowledgements
-from handlers.cases.intake import IntakeOutcome, IntakeRules, take_in, take_in_unparsed
+from handlers.cases.intake import IntakeOutcome, IntakeRules, take_in, take_in_all, take_in_unparsed
 from handlers.cases.inventory import Inventory
 from handlers.classify.models_on_disk import trained_model_file
 from handlers.jobs import Job
@@ -271,6 +271,7 @@ def build_watcher(
         settings.imap,
         loop=loop,
         deliver=lambda m: take_in(store, m, calendar=calendar, rules=rules, now=clock()),
+        deliver_all=lambda ms: take_in_all(store, ms, calendar=calendar, rules=rules, now=clock()),
         fallback=lambda m, e: take_in_unparsed(store, m, e, calendar=calendar, now=clock()),
         get_cursor=store.cursors.get,
         reset_cursor=reset_cursor,

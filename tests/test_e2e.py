@@ -377,3 +377,53 @@ async def test_a_healthy_start_logs_one_connected_line_per_service(product: Prod
     assert log.count("Slack: connected to") == 1 and log.count("IMAP: connected to") == 1
     product.signal(signal.SIGTERM)
     assert await product.wait(30) == 0
+
+
+def peak_memory_mb(product: Product) -> float:
+    """The product process's peak resident memory so far (VmHWM)."""
+    assert product.proc is not None
+    status = Path(f"/proc/{product.proc.pid}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
+async def test_emails_with_20_mb_attachments_are_taken_in_one_at_a_time_with_memory_bounded(
+    product: Product, slack: SlackStandIn, mailbox: MailUser, env: dict[str, str]
+) -> None:
+    """Three emails with a 20 MB attachment each, among ordinary ones: each opens its case with
+    its attachment recorded (name, type, size) and not stored, and the product's peak memory
+    stays under 150 MB (the attachments are never downloaded)."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("peak memory is read from /proc")
+    from email.message import EmailMessage
+
+    for n in range(3):
+        m = EmailMessage()
+        m["From"] = f"Person {n} <person{n}@example.org>"
+        m["To"] = "privacy@imal.example"
+        m["Subject"] = f"Access request, my ID attached ({n})"
+        m["Message-ID"] = f"<big-{n}@example.org>"
+        m.set_content("Hello, please send me a copy of my personal data.")
+        m.add_attachment(
+            bytes(20 * 1024 * 1024), maintype="application", subtype="pdf", filename=f"id-{n}.pdf"
+        )
+        await asyncio.to_thread(mailbox.append, m.as_bytes())
+        del m
+    await deliver(mailbox, "access-short-en.eml", "erasure-fr-qp.eml")
+    async with running(product, slack):
+        await wait_until(lambda: len(slack.roots(CHANNEL)) == 5, 60)
+        peak = peak_memory_mb(product)
+        product.signal(signal.SIGTERM)
+        assert await product.wait(30) == 0
+    assert peak < 150, f"peak memory {peak:.0f} MB"
+    with sqlite3.connect(env["DATABASE_PATH"]) as db:
+        rows = db.execute(
+            "SELECT e.size, length(c.raw), c.attachments FROM emails e JOIN email_contents c ON c.email_id = e.id "
+            "WHERE e.message_id LIKE '<big-%' ORDER BY e.id"
+        ).fetchall()
+    assert len(rows) == 3
+    for n, (size, stored, attachments) in enumerate(rows):
+        assert size > 20 * 1024 * 1024 and stored < 5000
+        (attachment,) = json.loads(attachments)
+        assert attachment["filename"] == f"id-{n}.pdf" and attachment["content_type"] == "application/pdf"
+        assert abs(attachment["size"] - 20 * 1024 * 1024) < 200_000

@@ -1,16 +1,18 @@
 """Taking one email in: parse, classify, and store it as a new case, a follow-up or machine traffic.
 
-`take_in` is the use case the mailbox watcher calls for every message. It runs in one
-transaction together with the mailbox cursor, so a message is either fully taken in (email,
-case, audit event, outbox rows, cursor) or not at all, and a second delivery of the same
-Message-ID changes nothing but the cursor. The raw message is stored without the content of its
-attachments (the thread lists them as not stored, and that is true).
+`take_in_all` is the use case the mailbox watcher calls for every batch of new messages
+(`take_in` for one). It runs in one transaction together with the mailbox cursor, so a batch is
+either fully taken in (emails, cases, audit events, outbox rows, the cursor past its last
+message) or not at all, and a second delivery of the same Message-ID changes nothing but the
+cursor. The raw message is stored without the content of its attachments (the thread lists them
+as not stored, and that is true).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -31,7 +33,7 @@ from storage.db import iso
 from storage.models import Case
 from storage.store import Store, Tx
 
-__all__ = ["IncomingMessage", "IntakeOutcome", "IntakeRules", "take_in", "take_in_unparsed"]
+__all__ = ["IncomingMessage", "IntakeOutcome", "IntakeRules", "take_in", "take_in_all", "take_in_unparsed"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +44,8 @@ class IncomingMessage:
 
     `arrived_at` is the server's INTERNALDATE (aware). `historical` is set by the watcher for
     mail that was already in the folder on its first start and arrived before the backfill
-    window: it is recorded but opens no case.
+    window: it is recorded but opens no case. `size` is the server's RFC822.SIZE when known (a
+    big message's `raw` lacks its attachments' content: handlers/mail_in/by_parts.py).
     """
 
     raw: bytes
@@ -51,6 +54,7 @@ class IncomingMessage:
     uid: int
     arrived_at: datetime
     historical: bool = False
+    size: int = 0
 
 
 Action = Literal["opened_case", "follow_up", "automated", "historical", "own_mail", "duplicate"]
@@ -118,20 +122,46 @@ async def take_in(
     An answer from the requester to a case waiting for them ends the wait — unless our mail
     server says the sender was forged: then the thread says so and the case keeps waiting.
     """
+    return (await take_in_all(store, [message], calendar=calendar, rules=rules, now=now))[0]
+
+
+async def take_in_all(
+    store: Store,
+    messages: Sequence[IncomingMessage],
+    *,
+    calendar: Calendar,
+    rules: IntakeRules = NO_RULES,
+    now: datetime | None = None,
+) -> list[IntakeOutcome]:
+    """`take_in` for several messages of one folder, in UID order, in one transaction: all of
+    them are taken in and the cursor advanced past the last, or (if any raises) none and the
+    cursor stays. One commit for a batch instead of one per message is what lets a backlog of
+    thousands be taken in quickly; the caller retries one at a time when a batch fails."""
+    if not messages:
+        return []
+    first = messages[0]
+    if any((m.folder, m.uidvalidity) != (first.folder, first.uidvalidity) for m in messages):
+        raise ValueError("a batch is taken in from one folder under one UIDVALIDITY")
     # parsing and classifying are CPU work that pathological mail can stretch: off the event loop
-    read = await asyncio.to_thread(_read, message.raw, rules.authserv_id, rules.own_domain)
+    reads = await asyncio.to_thread(
+        lambda: [_read(m.raw, rules.authserv_id, rules.own_domain) for m in messages]
+    )
     async with store.transaction(now=now or system_clock()) as tx:
-        outcome = await _record(tx, message, read, calendar, rules)
-        await tx.cursors.advance(message.folder, uidvalidity=message.uidvalidity, uid=message.uid)
-    if outcome.action == "own_mail":
-        logger.info("uid %d: our own mail came back; no case", message.uid)
-    elif outcome.action == "opened_case":
-        logger.info("case %s opened (%s)", outcome.case_ref, read.verdict.kind)
-    elif outcome.case_ref:
-        logger.info("%s stored on case %s", outcome.action.replace("_", "-"), outcome.case_ref)
-    else:
-        logger.debug("uid %d: %s", message.uid, outcome.action)
-    return outcome
+        outcomes = [
+            await _record(tx, m, read, calendar, rules) for m, read in zip(messages, reads, strict=True)
+        ]
+        last = max(m.uid for m in messages)
+        await tx.cursors.advance(first.folder, uidvalidity=first.uidvalidity, uid=last)
+    for message, read, outcome in zip(messages, reads, outcomes, strict=True):
+        if outcome.action == "own_mail":
+            logger.info("uid %d: our own mail came back; no case", message.uid)
+        elif outcome.action == "opened_case":
+            logger.info("case %s opened (%s)", outcome.case_ref, read.verdict.kind)
+        elif outcome.case_ref:
+            logger.info("%s stored on case %s", outcome.action.replace("_", "-"), outcome.case_ref)
+        else:
+            logger.debug("uid %d: %s", message.uid, outcome.action)
+    return outcomes
 
 
 def _read(raw: bytes, authserv_id: str | None, own_domain: str) -> _Read:
@@ -186,7 +216,7 @@ async def take_in_unparsed(
                 labels=["other"],
                 problems=[problem],
                 unreadable=1,
-                size=len(message.raw),
+                size=max(message.size, len(message.raw)),
                 raw=raw,
             )
             await tx.audit.append(
@@ -420,7 +450,7 @@ def _email_fields(
         "reasons": list(verdict.reasons),
         "problems": list(email.problems),
         "unreadable": int(email.unreadable),
-        "size": email.size,
+        "size": max(message.size, email.size),
         "sender_check": read.sender.status,
         "sender_check_detail": read.sender.detail,
         "raw": read.raw,

@@ -23,7 +23,15 @@ from email.parser import BytesParser
 
 from handlers.mail_in.body_text import html_to_text, split_reply
 
-__all__ = ["Attachment", "InboundEmail", "parse_email", "strip_attachments", "synthetic_message_id"]
+__all__ = [
+    "REMOVED_HEADER",
+    "Attachment",
+    "InboundEmail",
+    "parse_email",
+    "reads_as_text",
+    "strip_attachments",
+    "synthetic_message_id",
+]
 
 #: Headers kept for classification, threading and authentication checks (lower-case names).
 HEADERS_OF_INTEREST = (
@@ -342,6 +350,29 @@ def _unflow(text: str, *, delsp: bool) -> str:
     return "\n".join(out)
 
 
+def reads_as_text(part: Message) -> bool:
+    """Whether a (non-multipart) part is read as the body's text; every other part is an attachment."""
+    ctype = _content_type(part)
+    return (
+        ctype in ("text/plain", "text/html")
+        and not _is_attachment(part)
+        and not (ctype == "text/html" and _filename(part))
+    )
+
+
+_REMOVED_SIZE = re.compile(r"\((\d{1,15}) bytes\)")
+
+
+def _content_size(part: Message) -> int | None:
+    """The size of the content an earlier pass removed (its `X-Privacy-Desk-Removed` header), if any."""
+    try:
+        note = part.get(REMOVED_HEADER)
+    except Exception:
+        return None
+    found = _REMOVED_SIZE.search(str(note)) if note is not None else None
+    return int(found.group(1)) if found else None
+
+
 def _children(part: Message) -> list[Message]:
     try:
         payload = part.get_payload()
@@ -358,6 +389,7 @@ class _Body:
     types: list[str] = field(default_factory=list)
     attachment_count: int = 0
     too_deep: bool = False
+    notes: list[str] = field(default_factory=list)  # problems found on the way (a text cut short)
 
     def attach(self, attachment: Attachment) -> None:
         """Count an attachment; list it while fewer than `MAX_ATTACHMENTS` are listed."""
@@ -402,23 +434,29 @@ def _walk(part: Message, body: _Body, depth: int = 0) -> None:
             _walk(child, body, depth + 1)
         return
     name = _filename(part)
-    if (
-        ctype in ("text/plain", "text/html")
-        and not _is_attachment(part)
-        and not (name and ctype == "text/html")
-    ):
+    if reads_as_text(part):
         text = _part_text(part)
         (body.plain if ctype == "text/plain" else body.html).append(text)
+        if part.get(REMOVED_HEADER) is not None:  # fetched only in part (handlers/mail_in/by_parts.py)
+            body.notes.append(f"body: {_clean(str(part.get(REMOVED_HEADER)))[:100]}")
         return
+    removed = _content_size(part)
     if ctype.startswith("message/") or ctype == "text/rfc822-headers":
-        size = len(_payload(part)) if not part.is_multipart() else len(str(part))
+        size = (
+            removed
+            if removed is not None
+            else len(_payload(part))
+            if not part.is_multipart()
+            else len(str(part))
+        )
         label = name or {
             "message/rfc822": "attached message",
             "message/delivery-status": "delivery status",
         }.get(ctype, ctype)
         body.attach(Attachment(filename=label, content_type=ctype, size=size))
         return
-    body.attach(Attachment(filename=name or "(unnamed)", content_type=ctype, size=len(_payload(part))))
+    size = removed if removed is not None else len(_payload(part))
+    body.attach(Attachment(filename=name or "(unnamed)", content_type=ctype, size=size))
 
 
 _OBSOLETE_HEADER = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
@@ -564,6 +602,7 @@ def parse_email(raw: bytes) -> InboundEmail:
         problems.append(
             f"{body.attachment_count:,} attachments: the first {len(body.attachments):,} are listed"
         )
+    problems.extend(body.notes)
     plain = "\n\n".join(t for t in body.plain if t.strip())
     html_only = False
     if plain.strip():
@@ -647,7 +686,8 @@ def _unreadable(raw: bytes, why: str) -> InboundEmail:
 # what is stored of the raw message
 
 
-_REMOVED_HEADER = "X-Privacy-Desk-Removed"
+#: Says, in a part whose content is not stored (or was fetched only in part), how much there was.
+REMOVED_HEADER = "X-Privacy-Desk-Removed"
 
 
 def strip_attachments(raw: bytes) -> bytes:
@@ -666,7 +706,7 @@ def strip_attachments(raw: bytes) -> bytes:
     except Exception:  # a structure the generator cannot write back: keep what is sure to be safe
         end = re.search(rb"\r?\n\r?\n", raw)
         head = raw[: end.start()] if end else raw[:_MAX_RAW_HEADER]
-        return head + b"\r\n" + _REMOVED_HEADER.encode() + b": body not stored\r\n\r\n"
+        return head + b"\r\n" + REMOVED_HEADER.encode() + b": body not stored\r\n\r\n"
 
 
 def _strip(part: Message, depth: int) -> bool:
@@ -679,20 +719,15 @@ def _strip(part: Message, depth: int) -> bool:
         for child in _children(part):
             removed = _strip(child, depth + 1) or removed
         return removed
-    name = _filename(part)
-    if (
-        ctype in ("text/plain", "text/html")
-        and not _is_attachment(part)
-        and not (name and ctype == "text/html")
-    ):
+    if reads_as_text(part):
         return False
-    if part.get(_REMOVED_HEADER) is not None:
+    if part.get(REMOVED_HEADER) is not None:
         return False  # already removed (by an earlier pass)
-    size = len(str(part.get_payload())) if part.is_multipart() else len(_payload(part))
+    size = len(str(part)) if part.is_multipart() else len(_payload(part))  # as parse_email counts it
     if ctype.startswith("message/") and part.is_multipart():
         part.set_payload([Message()])
     else:
         part.set_payload("")
         del part["Content-Transfer-Encoding"]
-    part[_REMOVED_HEADER] = f"content not stored ({size} bytes)"
+    part[REMOVED_HEADER] = f"content not stored ({size} bytes)"
     return True

@@ -577,6 +577,8 @@ class SlackStandIn:
         self.on_message_posted: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None
         # internals
         self._by_key: dict[tuple[str, str], dict[str, Any]] = {}
+        #: each thread's replies by (channel, parent ts), so that posting stays O(1) at any count
+        self._threads: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._last_ts_us = 0
         self._faultable_calls = 0
         self._buckets: dict[str, tuple[float, float]] = {}
@@ -918,11 +920,7 @@ class SlackStandIn:
             if m["reply_broadcast"]:
                 out["subtype"] = "thread_broadcast"
         else:
-            thread = [
-                r
-                for r in self.messages
-                if r["thread_ts"] == m["ts"] and r["channel"] == m["channel"] and not r["deleted"]
-            ]
+            thread = [r for r in self._threads.get((m["channel"], m["ts"]), ()) if not r["deleted"]]
             if thread:
                 out.update(
                     thread_ts=m["ts"],
@@ -973,6 +971,8 @@ class SlackStandIn:
         }
         self.messages.append(msg)
         self._by_key[(channel, ts)] = msg
+        if msg["thread_ts"]:
+            self._threads.setdefault((channel, str(msg["thread_ts"])), []).append(msg)
         return msg
 
     async def _post_message(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -1089,11 +1089,7 @@ class SlackStandIn:
         parent = self._by_key[(channel, m["thread_ts"])] if m["thread_ts"] else m
         limit = _limit(args, 1000, 1000)
         after = _decode_cursor(args.get("cursor"), "next_ts")
-        thread = [parent] + [
-            r
-            for r in self.messages
-            if r["channel"] == channel and r["thread_ts"] == parent["ts"] and not r["deleted"]
-        ]
+        thread = [parent] + [r for r in self._threads.get((channel, parent["ts"]), ()) if not r["deleted"]]
         if after is not None:
             thread = [r for r in thread if float(r["ts"]) >= float(after)]
         page, rest = thread[:limit], thread[limit:]
