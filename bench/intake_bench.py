@@ -180,7 +180,7 @@ async def latency(n: int) -> None:
         dovecot.stop()
 
 
-async def backlog(n: int, *, big_attachments: bool) -> None:
+async def backlog(n: int, *, big_attachments: bool, rate: float = 0.0) -> None:
     dovecot = Dovecot().start()
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
@@ -221,6 +221,8 @@ async def backlog(n: int, *, big_attachments: bool) -> None:
             return count("SELECT COUNT(*) FROM outbox WHERE done_at IS NULL AND failed_at IS NULL", 1)
 
         async with SlackStandIn(channel=CHANNEL) as slack:
+            if rate:  # Slack's posting limit, for the product and the baseline alike
+                slack.faults(per_channel_rate=rate, per_channel_burst=3)
             posted = Posted(slack)
             start = time.monotonic()
             product = start_product(mailbox, slack, workdir)
@@ -237,7 +239,8 @@ async def backlog(n: int, *, big_attachments: bool) -> None:
             ids = posted.update().root_ids
             replay = workdir / "posts.json"  # the product's posts, made again by the baseline
             replay.write_text(json.dumps([_post_of(m) for m in slack.messages]))
-            baseline = await asyncio.to_thread(run_baseline, mailbox, slack, total, replay)
+            limited = len([c for c in slack.calls_to("chat.postMessage") if c["fault"] == 429])
+            baseline = await asyncio.to_thread(run_baseline, mailbox, slack, total, replay, rate)
         t_all = t_replies - start
         print(f"backlog of {total} messages from process start:")
         print(f"  first message stored:     {t_first - start:6.1f} s  (start-up: imports, Slack, IMAP login)")
@@ -253,7 +256,12 @@ async def backlog(n: int, *, big_attachments: bool) -> None:
             f"= {baseline['fetch'] + baseline['post']:.1f} s"
         )
         print(f"  ratio (all posted / baseline): {t_all / (baseline['fetch'] + baseline['post']):.2f}x")
-        print("  (the stand-in does not rate-limit here; real Slack allows about 1 post/s per channel)")
+        if rate:
+            print(
+                f"  the stand-in limited posts to {rate:g}/s per channel: {limited} of {calls} calls answered 429"
+            )
+        else:
+            print("  (the stand-in does not rate-limit here; real Slack allows about 1 post/s per channel)")
     finally:
         dovecot.stop()
 
@@ -264,9 +272,12 @@ def _post_of(message: dict[str, Any]) -> dict[str, Any]:
     return {"ts": message["ts"], "args": args}
 
 
-def run_baseline(mailbox: MailUser, slack: SlackStandIn, messages: int, posts: Path) -> dict[str, Any]:
+def run_baseline(
+    mailbox: MailUser, slack: SlackStandIn, messages: int, posts: Path, rate: float = 0.0
+) -> dict[str, Any]:
     """The bare-client baseline in a process of its own, like the product (blocking)."""
     spec = {
+        "rate_limited": bool(rate),
         "imap": mailbox.env(),
         "slack_url": slack.base_url,
         "token": slack.bot_token,
@@ -311,6 +322,10 @@ def baseline(spec: dict[str, Any]) -> None:
 
         async with aiohttp.ClientSession() as session:  # one session, as the product has
             web = AsyncWebClient(token=spec["token"], base_url=spec["slack_url"], session=session)
+            if spec.get("rate_limited"):  # under Slack's limit: slack-sdk's own answer to a 429
+                from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+
+                web.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=100))
             return await posting(web)
 
     posts = json.loads(Path(spec["posts"]).read_text())
@@ -338,6 +353,12 @@ def main() -> None:
     parser.add_argument(
         "--big-attachments", action="store_true", help="backlog: add three emails with 20 MB attachments"
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="backlog: the stand-in limits posts to this many per second per channel",
+    )
     parser.add_argument("--spec", help=argparse.SUPPRESS)  # baseline: what to fetch and post (JSON)
     args = parser.parse_args()
     if args.what == "latency":
@@ -345,7 +366,7 @@ def main() -> None:
     elif args.what == "baseline":
         baseline(json.loads(args.spec))
     else:
-        asyncio.run(backlog(args.messages or 10000, big_attachments=args.big_attachments))
+        asyncio.run(backlog(args.messages or 10000, big_attachments=args.big_attachments, rate=args.rate))
 
 
 if __name__ == "__main__":
