@@ -35,6 +35,11 @@ A 429 means Slack did not carry out the call, and a row makes at most one call t
 answered 429 on its first attempt counts as not started, so its retry posts at once instead of
 searching the channel for it first.
 
+A database that cannot be written (a full disk) is told here by intake and by this loop itself
+(`storage_changed`): the channel gets one alarm when it starts and one when it ends. Those two
+cannot wait in the outbox table, since the database is what fails; they wait in memory and go out
+before anything else in each round.
+
 Answers to a person's own action (acks, modals, ephemeral messages) do not come through here.
 """
 
