@@ -69,6 +69,7 @@ from storage.store import Store, Tx
 __all__ = [
     "PACED_INTERVAL",
     "QUIET_PERIOD",
+    "START_BATCH",
     "MessageBackoff",
     "OutboxWorker",
     "Pace",
@@ -83,6 +84,10 @@ logger = logging.getLogger(__name__)
 PACED_INTERVAL = 1.05
 #: Seconds without a 429 after which a paced lane goes back to full speed.
 QUIET_PERIOD = 60.0
+#: How many of a round's rows are marked started together, in one transaction, before they are
+#: sent one after the other: one commit for them all instead of one each. A crash after the mark
+#: costs each of them a look in Slack before it is sent (it is found there or posted once).
+START_BATCH = 20
 
 
 class Sender(Protocol):
@@ -107,6 +112,11 @@ class Sender(Protocol):
         """Where the row goes, as far as pacing is concerned (a Slack channel; for mail, the
         server): the same for every row that counts against the same limit."""
         ...
+
+    #: Whether a retry of a row marked started first looks for what an earlier attempt may have
+    #: delivered (Slack: the message with the row's metadata), so that the record of a delivery
+    #: may be lost to a power loss without the message being delivered twice.
+    finds_deliveries: bool
 
 
 @runtime_checkable
@@ -294,17 +304,29 @@ class OutboxWorker:
             if destination.paused:
                 continue
             held = self._waiting_lanes(name, lambda pace, now: now < pace.next_post)
+            chosen: list[tuple[OutboxRow, Sender, str]] = []
             for row in await self.store.outbox.due(now=self.clock(), kinds=kinds, held=held):
-                if destination.paused:
-                    break  # paused during this round
                 sender = self._senders[row.kind]
                 lane = sender.lane(row)
                 self._lanes[(name, row.lane)] = lane
-                if not self._may_post(name, lane):
-                    continue  # its lane waits: the others go on
-                await self._attempt(row, sender, lane)
-                attempted = True
+                if self._may_post(name, lane):  # else its lane waits: the others go on
+                    chosen.append((row, sender, lane))
+            for start in range(0, len(chosen), START_BATCH):
+                batch = chosen[start : start + START_BATCH]
+                async with self.store.transaction(now=self.clock()) as tx:  # durable: before sending
+                    await tx.outbox.mark_started([row.id for row, _, _ in batch], at=tx.now)
+                for row, sender, lane in batch:
+                    if destination.paused or self._held(name, lane):  # paused, or a 429, since
+                        await self.store.outbox.not_attempted(row.id, started=row.started_at is not None)
+                        continue
+                    await self._attempt(row, sender, lane)
+                    attempted = True
         return attempted
+
+    def _held(self, destination: str, lane: str) -> bool:
+        """Whether the lane is waiting out a `Retry-After` now."""
+        pace = self.paces.get((destination, lane))
+        return pace is not None and self.monotonic() < pace.held_until
 
     def _waiting_lanes(self, destination: str, waiting: Callable[[Pace, float], bool]) -> list[str | None]:
         """The `OutboxRow.lane`s of the destination's rows whose lane is `waiting` now."""
@@ -353,7 +375,6 @@ class OutboxWorker:
 
     async def _attempt(self, row: OutboxRow, sender: Sender, lane: str) -> None:
         destination = self.destinations[sender.destination]
-        await self.store.outbox.mark_started(row.id, at=self.clock())
         self.sending = sender.destination
         try:
             delivered = await sender.send(row)
@@ -397,7 +418,9 @@ class OutboxWorker:
         async def done(tx: Tx) -> None:
             await tx.outbox.mark_done(row.id, result=delivered.result, channel=delivered.channel)
 
-        await self._record(row, "sent", done, lambda tx: sender.sent(tx, row, delivered))
+        await self._record(
+            row, "sent", done, lambda tx: sender.sent(tx, row, delivered), durable=not sender.finds_deliveries
+        )
 
     async def _fail(self, row: OutboxRow, reason: str, sender: Sender | None = None) -> None:
         sender = sender or self._senders.get(row.kind)
@@ -418,11 +441,14 @@ class OutboxWorker:
         what: str,
         fate: Callable[[Tx], Awaitable[None]],
         then: Callable[[Tx], Awaitable[None]],
+        *,
+        durable: bool = True,
     ) -> None:
         """Record a message's fate and what follows from it in its case (an audit event, a note)
-        in one transaction; if what follows fails, the fate is recorded alone."""
+        in one transaction; if what follows fails, the fate is recorded alone. Not `durable`: a
+        delivery its sender would find again if a power loss took the record back."""
         try:
-            async with self.store.transaction(now=self.clock()) as tx:
+            async with self.store.transaction(now=self.clock(), durable=durable) as tx:
                 await fate(tx)
                 await then(tx)
             self.storage_changed(None)  # written: if the database could not be, it can again
@@ -434,7 +460,7 @@ class OutboxWorker:
             logger.error(
                 "outbox row %d (%s): recording that it was %s failed: %s", row.id, row.kind, what, redacted(e)
             )
-            async with self.store.transaction(now=self.clock()) as tx:
+            async with self.store.transaction(now=self.clock(), durable=durable) as tx:
                 await fate(tx)
 
     async def drained(self) -> bool:

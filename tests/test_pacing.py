@@ -62,6 +62,7 @@ class LimitedSlack:
     burst: int = 3
     destination: str = "slack"
     kinds: frozenset[str] = frozenset({"root", "email_reply", "checklist", "note", "root_update"})
+    finds_deliveries: bool = True
     posted: list[tuple[float, str, int]] = field(default_factory=list)  # (at, channel, row id)
     limited: list[tuple[float, str, int]] = field(default_factory=list)
     buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -94,6 +95,7 @@ class Mail:
 
     destination: str = "smtp"
     kinds: frozenset[str] = frozenset({"email"})
+    finds_deliveries: bool = False
     sent_rows: list[int] = field(default_factory=list)
 
     def lane(self, row: OutboxRow) -> str:

@@ -56,6 +56,8 @@ class SlackSender:
     """Sends the outbox's Slack rows to the staff channel."""
 
     destination = "slack"
+    #: a retry of a started row looks for it in Slack first (`_find_root`, `_find_reply`)
+    finds_deliveries = True
     kinds = frozenset(
         {
             "root",
