@@ -63,7 +63,7 @@ from core.errors import (
 )
 from storage.db import iso
 from storage.models import OutboxRow
-from storage.outbox import Delivered
+from storage.outbox import POSTS, Delivered
 from storage.store import Store, Tx
 
 __all__ = [
@@ -315,13 +315,41 @@ class OutboxWorker:
                 batch = chosen[start : start + START_BATCH]
                 async with self.store.transaction(now=self.clock()) as tx:  # durable: before sending
                     await tx.outbox.mark_started([row.id for row, _, _ in batch], at=tx.now)
+                posted: list[tuple[OutboxRow, Sender, Delivered]] = []
                 for row, sender, lane in batch:
                     if destination.paused or self._held(name, lane):  # paused, or a 429, since
                         await self.store.outbox.not_attempted(row.id, started=row.started_at is not None)
                         continue
-                    await self._attempt(row, sender, lane)
+                    if row.kind == "erase":  # it deletes the thread's replies: those posted too
+                        await self._record_posted(posted)
+                    delivered = await self._attempt(row, sender, lane)
                     attempted = True
+                    if delivered is not None and sender.finds_deliveries and row.kind in POSTS:
+                        posted.append((row, sender, delivered))
+                    elif delivered is not None:
+                        await self._record_sent(row, sender, delivered)
+                await self._record_posted(posted)
         return attempted
+
+    async def _record_posted(self, posted: list[tuple[OutboxRow, Sender, Delivered]]) -> None:
+        """Record the messages of a batch that were posted, in one transaction (not durable: each
+        would be found in Slack again); if that fails for a reason of one message's own, each is
+        recorded alone. Empties `posted`."""
+        if not posted:
+            return
+        try:
+            async with self.store.transaction(now=self.clock(), durable=False) as tx:
+                for row, sender, delivered in posted:
+                    await tx.outbox.mark_done(row.id, result=delivered.result, channel=delivered.channel)
+                    await sender.sent(tx, row, delivered)
+            self.storage_changed(None)
+        except (sqlite3.OperationalError, StorageError):
+            raise  # the database itself: the loop waits and retries (the rows are found in Slack)
+        except Exception:
+            # what follows one delivery failed: each is recorded alone, that one without it
+            for row, sender, delivered in posted:
+                await self._record_sent(row, sender, delivered)
+        posted.clear()
 
     def _held(self, destination: str, lane: str) -> bool:
         """Whether the lane is waiting out a `Retry-After` now."""
@@ -373,7 +401,9 @@ class OutboxWorker:
             )
         pace.limited(now, retry_after)
 
-    async def _attempt(self, row: OutboxRow, sender: Sender, lane: str) -> None:
+    async def _attempt(self, row: OutboxRow, sender: Sender, lane: str) -> Delivered | None:
+        """Send the row; returns what came of it when it was delivered (not yet recorded), else
+        records why not and returns None."""
         destination = self.destinations[sender.destination]
         self.sending = sender.destination
         try:
@@ -385,23 +415,23 @@ class OutboxWorker:
             await self.store.outbox.retry_later(
                 row.id, not_before=None, error=e.reason, started=row.started_at is not None
             )
-            return
+            return None
         except Unavailable as e:
             destination.outage.failed(e)
             delay = max(destination.backoff.next_delay(), e.retry_after or 0.0)
             destination.paused_until = self.monotonic() + delay
             await self.store.outbox.retry_later(row.id, not_before=None, error=e.reason)  # with them all
-            return
+            return None
         except TryLater as e:
             wait = self.message_backoff.delay(row.attempts + 1)
             logger.info("outbox row %d (%s) turned away for now; retrying in %.0f s", row.id, row.kind, wait)
             await self.store.outbox.retry_later(
                 row.id, not_before=self.clock() + timedelta(seconds=wait), error=e.reason
             )
-            return
+            return None
         except Refused as e:
             await self._fail(row, e.reason, sender)
-            return
+            return None
         except (sqlite3.OperationalError, StorageError):
             raise  # the database itself: the loop waits and retries
         except Exception as e:
@@ -409,11 +439,16 @@ class OutboxWorker:
             # malformed record, a bug) must fail alone and visibly, and let the others go.
             logger.error("outbox row %d (%s) failed: %s", row.id, row.kind, redacted(e))
             await self._fail(row, f"it could not be sent ({type(e).__name__})", sender)
-            return
+            return None
         finally:
             self.sending = None
         destination.outage.recovered()
         destination.backoff.reset()
+        return delivered
+
+    async def _record_sent(self, row: OutboxRow, sender: Sender, delivered: Delivered) -> None:
+        """Record one delivery and what follows from it (durable unless its sender would find it
+        again)."""
 
         async def done(tx: Tx) -> None:
             await tx.outbox.mark_done(row.id, result=delivered.result, channel=delivered.channel)
