@@ -219,7 +219,9 @@ async def test_the_started_marks_are_durable_and_only_slack_deliveries_are_recor
 ) -> None:
     slack_rows = await roots(store, 3)
     emails = await queue_emails(store, 1)
-    slack_rows += [r.id for r in await store.outbox.due(now=NOW) if r.kind == "root" and r.id not in slack_rows]
+    slack_rows += [
+        r.id for r in await store.outbox.due(now=NOW) if r.kind == "root" and r.id not in slack_rows
+    ]
     statements: list[str] = []
     at_start = {1: "NORMAL", 2: "FULL"}[await store._db.synchronous]
     await store._db._writer.set_trace_callback(statements.append)  # what the writer really executes
@@ -242,7 +244,9 @@ async def test_the_started_marks_are_durable_and_only_slack_deliveries_are_recor
     marks = [lvl for lvl, sqls in commits if any("started_at = COALESCE" in q for q in sqls)]
     assert marks and set(marks) == {"FULL"}  # synced before anything is sent
     done = [(lvl, sqls) for lvl, sqls in commits if any("SET done_at" in q for q in sqls)]
-    assert {lvl for lvl, sqls in done if any(f"WHERE id = {e}" in q for q in sqls for e in emails)} == {"FULL"}
+    assert {lvl for lvl, sqls in done if any(f"WHERE id = {e}" in q for q in sqls for e in emails)} == {
+        "FULL"
+    }
     assert {lvl for lvl, sqls in done if not any(f"WHERE id = {e}" in q for q in sqls for e in emails)} == {
         "NORMAL"
     }
