@@ -1,11 +1,16 @@
 """The one loop that works the outbox: everything the bot sends on its own initiative.
 
 Each round takes, for each destination, the rows that are due (roots first, updates last,
-otherwise oldest first) and hands each to the sender of its kind (Slack or SMTP), then records
+otherwise oldest first), marks those it will try started — `START_BATCH` at a time, in one durable
+commit, before any is sent — and hands each to the sender of its kind (Slack or SMTP), then records
 what came of it:
 
 - delivered → done, with its result (the Slack ts, the accepted Message-ID), and whatever follows
-  in the case (the sender's `sent`), in one transaction;
+  in the case (the sender's `sent`), in one transaction: for Slack posts, one for the batch and
+  not durable (a sender that `finds_deliveries` finds a post whose record a power loss took back:
+  storage.db), for an email one each and durable;
+- not tried after all (its destination paused, or its lane answered 429, earlier in the batch) →
+  its started mark and attempt are taken back;
 - the destination unavailable (`Unavailable`) → that destination pauses, with backoff, logged
   once per outage; its other rows wait too, the other destination's rows go on;
 - Slack asking us to slow down (`RateLimited`, a 429) → that row's lane (`Sender.lane`: the
