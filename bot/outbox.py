@@ -1,11 +1,16 @@
 """The one loop that works the outbox: everything the bot sends on its own initiative.
 
 Each round takes, for each destination, the rows that are due (roots first, updates last,
-otherwise oldest first) and hands each to the sender of its kind (Slack or SMTP), then records
+otherwise oldest first), marks those it will try started — `START_BATCH` at a time, in one durable
+commit, before any is sent — and hands each to the sender of its kind (Slack or SMTP), then records
 what came of it:
 
 - delivered → done, with its result (the Slack ts, the accepted Message-ID), and whatever follows
-  in the case (the sender's `sent`), in one transaction;
+  in the case (the sender's `sent`), in one transaction: for Slack posts, one for the batch and
+  not durable (a sender that `finds_deliveries` finds a post whose record a power loss took back:
+  storage.db), for an email one each and durable;
+- not tried after all (its destination paused, or its lane answered 429, earlier in the batch) →
+  its started mark and attempt are taken back;
 - the destination unavailable (`Unavailable`) → that destination pauses, with backoff, logged
   once per outage; its other rows wait too, the other destination's rows go on;
 - Slack asking us to slow down (`RateLimited`, a 429) → that row's lane (`Sender.lane`: the
@@ -68,12 +73,13 @@ from core.errors import (
 )
 from storage.db import iso
 from storage.models import OutboxRow
-from storage.outbox import Delivered
+from storage.outbox import POSTS, Delivered
 from storage.store import Store, Tx
 
 __all__ = [
     "PACED_INTERVAL",
     "QUIET_PERIOD",
+    "START_BATCH",
     "MessageBackoff",
     "OutboxWorker",
     "Pace",
@@ -88,6 +94,10 @@ logger = logging.getLogger(__name__)
 PACED_INTERVAL = 1.05
 #: Seconds without a 429 after which a paced lane goes back to full speed.
 QUIET_PERIOD = 60.0
+#: How many of a round's rows are marked started together, in one transaction, before they are
+#: sent one after the other: one commit for them all instead of one each. A crash after the mark
+#: costs each of them a look in Slack before it is sent (it is found there or posted once).
+START_BATCH = 20
 
 
 class Sender(Protocol):
@@ -112,6 +122,11 @@ class Sender(Protocol):
         """Where the row goes, as far as pacing is concerned (a Slack channel; for mail, the
         server): the same for every row that counts against the same limit."""
         ...
+
+    #: Whether a retry of a row marked started first looks for what an earlier attempt may have
+    #: delivered (Slack: the message with the row's metadata), so that the record of a delivery
+    #: may be lost to a power loss without the message being delivered twice.
+    finds_deliveries: bool
 
 
 @runtime_checkable
@@ -299,17 +314,57 @@ class OutboxWorker:
             if destination.paused:
                 continue
             held = self._waiting_lanes(name, lambda pace, now: now < pace.next_post)
+            chosen: list[tuple[OutboxRow, Sender, str]] = []
             for row in await self.store.outbox.due(now=self.clock(), kinds=kinds, held=held):
-                if destination.paused:
-                    break  # paused during this round
                 sender = self._senders[row.kind]
                 lane = sender.lane(row)
                 self._lanes[(name, row.lane)] = lane
-                if not self._may_post(name, lane):
-                    continue  # its lane waits: the others go on
-                await self._attempt(row, sender, lane)
-                attempted = True
+                if self._may_post(name, lane):  # else its lane waits: the others go on
+                    chosen.append((row, sender, lane))
+            for start in range(0, len(chosen), START_BATCH):
+                batch = chosen[start : start + START_BATCH]
+                async with self.store.transaction(now=self.clock()) as tx:  # durable: before sending
+                    await tx.outbox.mark_started([row.id for row, _, _ in batch], at=tx.now)
+                posted: list[tuple[OutboxRow, Sender, Delivered]] = []
+                for row, sender, lane in batch:
+                    if destination.paused or self._held(name, lane):  # paused, or a 429, since
+                        await self.store.outbox.not_attempted(row.id, started=row.started_at is not None)
+                        continue
+                    if row.kind == "erase":  # it deletes the thread's replies: those posted too
+                        await self._record_posted(posted)
+                    delivered = await self._attempt(row, sender, lane)
+                    attempted = True
+                    if delivered is not None and sender.finds_deliveries and row.kind in POSTS:
+                        posted.append((row, sender, delivered))
+                    elif delivered is not None:
+                        await self._record_sent(row, sender, delivered)
+                await self._record_posted(posted)
         return attempted
+
+    async def _record_posted(self, posted: list[tuple[OutboxRow, Sender, Delivered]]) -> None:
+        """Record the messages of a batch that were posted, in one transaction (not durable: each
+        would be found in Slack again); if that fails for a reason of one message's own, each is
+        recorded alone. Empties `posted`."""
+        if not posted:
+            return
+        try:
+            async with self.store.transaction(now=self.clock(), durable=False) as tx:
+                for row, sender, delivered in posted:
+                    await tx.outbox.mark_done(row.id, result=delivered.result, channel=delivered.channel)
+                    await sender.sent(tx, row, delivered)
+            self.storage_changed(None)
+        except (sqlite3.OperationalError, StorageError):
+            raise  # the database itself: the loop waits and retries (the rows are found in Slack)
+        except Exception:
+            # what follows one delivery failed: each is recorded alone, that one without it
+            for row, sender, delivered in posted:
+                await self._record_sent(row, sender, delivered)
+        posted.clear()
+
+    def _held(self, destination: str, lane: str) -> bool:
+        """Whether the lane is waiting out a `Retry-After` now."""
+        pace = self.paces.get((destination, lane))
+        return pace is not None and self.monotonic() < pace.held_until
 
     def _waiting_lanes(self, destination: str, waiting: Callable[[Pace, float], bool]) -> list[str | None]:
         """The `OutboxRow.lane`s of the destination's rows whose lane is `waiting` now."""
@@ -356,9 +411,10 @@ class OutboxWorker:
             )
         pace.limited(now, retry_after)
 
-    async def _attempt(self, row: OutboxRow, sender: Sender, lane: str) -> None:
+    async def _attempt(self, row: OutboxRow, sender: Sender, lane: str) -> Delivered | None:
+        """Send the row; returns what came of it when it was delivered (not yet recorded), else
+        records why not and returns None."""
         destination = self.destinations[sender.destination]
-        await self.store.outbox.mark_started(row.id, at=self.clock())
         self.sending = sender.destination
         try:
             delivered = await sender.send(row)
@@ -369,23 +425,23 @@ class OutboxWorker:
             await self.store.outbox.retry_later(
                 row.id, not_before=None, error=e.reason, started=row.started_at is not None
             )
-            return
+            return None
         except Unavailable as e:
             destination.outage.failed(e)
             delay = max(destination.backoff.next_delay(), e.retry_after or 0.0)
             destination.paused_until = self.monotonic() + delay
             await self.store.outbox.retry_later(row.id, not_before=None, error=e.reason)  # with them all
-            return
+            return None
         except TryLater as e:
             wait = self.message_backoff.delay(row.attempts + 1)
             logger.info("outbox row %d (%s) turned away for now; retrying in %.0f s", row.id, row.kind, wait)
             await self.store.outbox.retry_later(
                 row.id, not_before=self.clock() + timedelta(seconds=wait), error=e.reason
             )
-            return
+            return None
         except Refused as e:
             await self._fail(row, e.reason, sender)
-            return
+            return None
         except (sqlite3.OperationalError, StorageError):
             raise  # the database itself: the loop waits and retries
         except Exception as e:
@@ -393,16 +449,23 @@ class OutboxWorker:
             # malformed record, a bug) must fail alone and visibly, and let the others go.
             logger.error("outbox row %d (%s) failed: %s", row.id, row.kind, redacted(e))
             await self._fail(row, f"it could not be sent ({type(e).__name__})", sender)
-            return
+            return None
         finally:
             self.sending = None
         destination.outage.recovered()
         destination.backoff.reset()
+        return delivered
+
+    async def _record_sent(self, row: OutboxRow, sender: Sender, delivered: Delivered) -> None:
+        """Record one delivery and what follows from it (durable unless its sender would find it
+        again)."""
 
         async def done(tx: Tx) -> None:
             await tx.outbox.mark_done(row.id, result=delivered.result, channel=delivered.channel)
 
-        await self._record(row, "sent", done, lambda tx: sender.sent(tx, row, delivered))
+        await self._record(
+            row, "sent", done, lambda tx: sender.sent(tx, row, delivered), durable=not sender.finds_deliveries
+        )
 
     async def _fail(self, row: OutboxRow, reason: str, sender: Sender | None = None) -> None:
         sender = sender or self._senders.get(row.kind)
@@ -423,11 +486,14 @@ class OutboxWorker:
         what: str,
         fate: Callable[[Tx], Awaitable[None]],
         then: Callable[[Tx], Awaitable[None]],
+        *,
+        durable: bool = True,
     ) -> None:
         """Record a message's fate and what follows from it in its case (an audit event, a note)
-        in one transaction; if what follows fails, the fate is recorded alone."""
+        in one transaction; if what follows fails, the fate is recorded alone. Not `durable`: a
+        delivery its sender would find again if a power loss took the record back."""
         try:
-            async with self.store.transaction(now=self.clock()) as tx:
+            async with self.store.transaction(now=self.clock(), durable=durable) as tx:
                 await fate(tx)
                 await then(tx)
             self.storage_changed(None)  # written: if the database could not be, it can again
@@ -439,7 +505,7 @@ class OutboxWorker:
             logger.error(
                 "outbox row %d (%s): recording that it was %s failed: %s", row.id, row.kind, what, redacted(e)
             )
-            async with self.store.transaction(now=self.clock()) as tx:
+            async with self.store.transaction(now=self.clock(), durable=durable) as tx:
                 await fate(tx)
 
     async def drained(self) -> bool:

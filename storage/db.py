@@ -8,6 +8,26 @@
 
 Both are wrapped in a `Session`: `one`, `all` and `run` for one statement each. Instants are stored
 as ISO-8601 UTC strings, calendar dates as `YYYY-MM-DD`.
+
+Durability by need. A commit is durable (`synchronous = FULL`: the WAL is synced before COMMIT
+returns) unless its transaction says it need not be (`transaction(durable=False)`: `NORMAL`, the
+WAL synced only at checkpoints). A power loss (not a crash of the process: the OS has the pages)
+can then take back the last non-durable commits, and only those made since the last sync: the WAL
+is written in order and replayed in order up to its first incomplete frame, so what is lost is
+always the latest commits, never one in the middle, and a durable commit, syncing the WAL, makes
+every commit before it durable too. A transaction may be non-durable when losing it is the same as
+never having made it, because nothing outside the database was done on its strength before a
+later durable commit:
+
+- an intake batch with its cursor: lost, the cursor is back before the batch and the mail is
+  fetched again; and before anything is sent about its cases (an acknowledgement, a root in
+  Slack), the outbox's "started" mark is committed durably, which makes the batch durable too;
+- the record that a Slack message was posted: lost, the row still has its durable "started" mark,
+  so the next attempt looks for the message in Slack before posting and finds it.
+
+Staff's actions, answered to a person, and the "started" marks themselves are durable. Single
+statements outside a transaction (the outbox's bookkeeping: a retry's time, a deleted reply) are
+at least `NORMAL`.
 """
 
 from __future__ import annotations
@@ -20,7 +40,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext, suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,6 +85,8 @@ def dumps(value: object) -> str:
 
 
 R = TypeVar("R")
+
+_FULL, _NORMAL = "FULL", "NORMAL"
 
 #: How a column's stored value becomes a record field's value, by the field's declared type.
 _READERS: dict[str, Callable[[Any], object]] = {
@@ -157,6 +179,8 @@ class Database:
         self._reader = reader
         self._lock = asyncio.Lock()
         self._read_lock = asyncio.Lock()
+        #: the writer's `synchronous` setting now (set before a transaction that needs another)
+        self._synchronous: str | None = _NORMAL
         #: one statement at a time on the writer, outside transactions
         self.session = Session(writer, self._lock)
         #: the read-only connection, one statement at a time
@@ -215,9 +239,25 @@ class Database:
         """A consistent copy at `target` (see `backup_file`)."""
         await asyncio.to_thread(backup_file, self.path, target)
 
-    def transaction(self) -> AbstractAsyncContextManager[Session]:
-        """One atomic change: commits when the block ends, rolls back if it raises."""
-        return _within(self._writer, self._lock, "BEGIN IMMEDIATE", commit=True)
+    @asynccontextmanager
+    async def transaction(self, *, durable: bool = True) -> AsyncIterator[Session]:
+        """One atomic change: commits when the block ends, rolls back if it raises. Durable (the
+        commit survives a power loss once it returns) unless `durable=False`: see the module's
+        docstring for when that is enough."""
+        async with self._lock:
+            synchronous = _FULL if durable else _NORMAL
+            if self._synchronous != synchronous:  # only outside a transaction
+                self._synchronous = None  # unknown until it is done (a cancellation meanwhile)
+                await self._writer.execute(f"PRAGMA synchronous = {synchronous}")
+                self._synchronous = synchronous
+            async with _within(self._writer, None, "BEGIN IMMEDIATE", commit=True) as session:
+                yield session
+
+    @property
+    async def synchronous(self) -> int:
+        """The writer's `synchronous` setting now (1: NORMAL, 2: FULL)."""
+        row = await self.session.one("PRAGMA synchronous")
+        return int(row[0]) if row else 0
 
     def snapshot(self) -> AbstractAsyncContextManager[Session]:
         """Several reads that see one consistent state, on the read-only connection."""
@@ -226,11 +266,11 @@ class Database:
 
 @asynccontextmanager
 async def _within(
-    conn: aiosqlite.Connection, lock: asyncio.Lock, begin: str, *, commit: bool
+    conn: aiosqlite.Connection, lock: asyncio.Lock | None, begin: str, *, commit: bool
 ) -> AsyncIterator[Session]:
-    """A transaction on `conn`, holding `lock`: committed at the end of the block when `commit`,
-    else (and whenever the block raises) rolled back."""
-    async with lock:
+    """A transaction on `conn`, holding `lock` (None: the caller holds it): committed at the end
+    of the block when `commit`, else (and whenever the block raises) rolled back."""
+    async with lock or nullcontext():
         try:
             await conn.execute(begin)
             yield Session(conn)
@@ -271,7 +311,7 @@ async def _connect(path: Path, *, readonly: bool) -> aiosqlite.Connection:
             await conn.execute("PRAGMA query_only = ON")
         else:
             await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA synchronous = FULL")
+            await conn.execute(f"PRAGMA synchronous = {_NORMAL}")  # FULL for durable transactions
         await conn.execute("PRAGMA foreign_keys = ON")
         await conn.execute("PRAGMA busy_timeout = 10000")
         # what is deleted or replaced is overwritten in the file, not only unlinked (the data is

@@ -242,11 +242,25 @@ class Outbox:
         )
         return parse_instant(row[0]) if row else None
 
-    async def mark_started(self, row_id: int, *, at: datetime) -> None:
-        """An attempt begins (a restart then looks in Slack before posting again)."""
+    async def mark_started(self, row_ids: Collection[int], *, at: datetime) -> None:
+        """Attempts of these rows begin (a restart then looks in Slack before posting again):
+        one statement for the rows a round is about to try."""
+        if not row_ids:
+            return
         await self._db.run(
-            "UPDATE outbox SET started_at = COALESCE(started_at, ?), attempts = attempts + 1 WHERE id = ?",
-            (iso(at), row_id),
+            "UPDATE outbox SET started_at = COALESCE(started_at, ?), attempts = attempts + 1 "
+            f"WHERE id IN ({','.join('?' * len(row_ids))})",
+            (iso(at), *row_ids),
+        )
+
+    async def not_attempted(self, row_id: int, *, started: bool) -> None:
+        """A row marked started was not tried after all (its round was cut short before it):
+        its attempt is taken back, and its "started" mark too unless an earlier attempt had one
+        (`started`), so that its next attempt posts at once instead of searching Slack first."""
+        await self._db.run(
+            "UPDATE outbox SET attempts = MAX(0, attempts - 1), "
+            "started_at = CASE WHEN ? THEN started_at END WHERE id = ?",
+            (started, row_id),
         )
 
     async def mark_done(self, row_id: int, *, result: str | None, channel: str | None = None) -> None:

@@ -112,10 +112,11 @@ class Store(Repositories):
         await self.close()
 
     @asynccontextmanager
-    async def transaction(self, *, now: datetime | None = None) -> AsyncIterator[Tx]:
+    async def transaction(self, *, now: datetime | None = None, durable: bool = True) -> AsyncIterator[Tx]:
         """One atomic change, recorded at `now` (the store's clock by default): commits when the
-        block ends, rolls back if it raises."""
-        async with self._db.transaction() as session:
+        block ends, rolls back if it raises. `durable=False` when a power loss taking it back is
+        harmless (storage.db says when)."""
+        async with self._db.transaction(durable=durable) as session:
             yield Tx(session, now or self._clock())
 
     @asynccontextmanager

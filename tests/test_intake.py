@@ -8,7 +8,7 @@ from email.message import EmailMessage
 import pytest
 
 from handlers.cases.deadlines import Calendar
-from handlers.cases.intake import IncomingMessage, take_in, take_in_unparsed
+from handlers.cases.intake import IncomingMessage, take_in, take_in_all, take_in_unparsed
 from storage.store import Store
 from tests.conftest import FIXTURES
 
@@ -286,3 +286,20 @@ async def test_a_refused_transition_during_intake_is_taken_in_and_flagged(inbox:
     assert nxt.action == "opened_case"
     cursor = await inbox.cursors.get("INBOX")
     assert cursor is not None and cursor.last_uid == 3
+
+
+async def test_a_batch_and_its_cursor_are_committed_without_a_sync_of_their_own(inbox: Store) -> None:
+    # a power loss taking the batch back takes the cursor back too: the mail is fetched again;
+    # the outbox's synced "started" mark makes it durable before anything is sent about it
+    statements: list[str] = []
+    level = {1: "NORMAL", 2: "FULL"}[await inbox._db.synchronous]
+    await inbox._db._writer.set_trace_callback(statements.append)
+    batch = [message(fixture("access-short-en.eml"), 1), message(fixture("erasure-fr-qp.eml"), 2)]
+    await take_in_all(inbox, batch, calendar=CALENDAR, now=ARRIVED)
+    await inbox._db._writer.set_trace_callback(None)
+    for sql in statements:
+        if sql.startswith("PRAGMA synchronous"):
+            level = sql.rsplit("=", 1)[1].strip()
+    assert statements.count("COMMIT") == 1 and level == "NORMAL"
+    cursor = await inbox.cursors.get("INBOX")
+    assert cursor is not None and cursor.last_uid == 2

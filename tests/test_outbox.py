@@ -33,6 +33,7 @@ class FakeSender:
     down: bool = False
     sent_rows: list[int] = field(default_factory=list)
     refusals: list[tuple[int, str]] = field(default_factory=list)
+    finds_deliveries: bool = False
 
     async def send(self, row: OutboxRow) -> Delivered:
         if self.down:
@@ -211,3 +212,41 @@ async def test_what_follows_a_delivery_failing_neither_undoes_it_nor_stops_the_o
     first = await store.outbox.get(ids[0])
     assert first is not None and first.done_at is not None  # not sent again
     assert "recording that it was sent failed" in caplog.text
+
+
+async def test_the_started_marks_are_durable_and_only_slack_deliveries_are_recorded_without_a_sync(
+    store: Store,
+) -> None:
+    slack_rows = await roots(store, 3)
+    emails = await queue_emails(store, 1)
+    slack_rows += [
+        r.id for r in await store.outbox.due(now=NOW) if r.kind == "root" and r.id not in slack_rows
+    ]
+    statements: list[str] = []
+    at_start = {1: "NORMAL", 2: "FULL"}[await store._db.synchronous]
+    await store._db._writer.set_trace_callback(statements.append)  # what the writer really executes
+    slack = FakeSender("slack", SLACK, finds_deliveries=True)  # looks in Slack before a repost
+    smtp = FakeSender("smtp", frozenset({"email"}))  # cannot look: an email would go twice
+    worker = OutboxWorker(store, [slack, smtp], clock=Clock())
+    while await worker.work_once():
+        pass
+    assert set(slack_rows) <= set(slack.sent_rows) and smtp.sent_rows == emails
+
+    level, pending, commits = at_start, [], []
+    for sql in statements:
+        if sql.startswith("PRAGMA synchronous"):
+            level = sql.rsplit("=", 1)[1].strip()
+        elif sql == "COMMIT":
+            commits.append((level, pending))
+            pending = []
+        elif sql.startswith("UPDATE outbox"):
+            pending.append(sql)
+    marks = [lvl for lvl, sqls in commits if any("started_at = COALESCE" in q for q in sqls)]
+    assert marks and set(marks) == {"FULL"}  # synced before anything is sent
+    done = [(lvl, sqls) for lvl, sqls in commits if any("SET done_at" in q for q in sqls)]
+    assert {lvl for lvl, sqls in done if any(f"WHERE id = {e}" in q for q in sqls for e in emails)} == {
+        "FULL"
+    }
+    assert {lvl for lvl, sqls in done if not any(f"WHERE id = {e}" in q for q in sqls for e in emails)} == {
+        "NORMAL"
+    }

@@ -217,6 +217,34 @@ async def test_a_root_posted_just_before_a_crash_is_found_not_reposted(
     assert history and history[-1]["args"].get("include_all_metadata") in (True, "true", "1", 1)
 
 
+async def test_a_crash_after_a_round_marked_its_roots_started_posts_each_root_once(
+    store: Store, client: AsyncWebClient, slack: SlackStandIn
+) -> None:
+    await seed(store, "access-short-en.eml", "erasure-fr-qp.eml", "no-message-id.eml", "injection-html.eml")
+    now = datetime.now(UTC)  # the history search compares our clock with Slack's timestamps
+
+    def crash(message: dict[str, object]) -> None:
+        # the round marked its four roots started in one commit; Slack stores the first, and
+        # the process dies before the answer arrives: three were never sent at all
+        attempt.cancel()
+
+    slack.on_message_posted = crash
+    attempt = asyncio.create_task(publisher(store, client, now=now).work_once())
+    with contextlib.suppress(asyncio.CancelledError):
+        await attempt
+    slack.on_message_posted = None
+    rows = [r for r in await store.outbox.due(now=now) if r.kind == "root"]
+    assert len(rows) == 4 and all(r.started_at is not None and r.result is None for r in rows)
+    assert len(slack.roots(CHANNEL)) == 1
+
+    await publish_pending(publisher(store, client, now=now))  # "after the restart"
+    refs = [r["metadata"]["event_payload"]["case_ref"] for r in slack.roots(CHANNEL)]
+    assert sorted(refs) == ["PRIV-2026-0001", "PRIV-2026-0002", "PRIV-2026-0003", "PRIV-2026-0004"]
+    assert len(slack.calls_to("conversations.history")) == 4  # each looked for once, then posted
+    for root in slack.roots(CHANNEL):
+        assert len(slack.replies(root["ts"])) == 1
+
+
 async def test_a_thread_reply_posted_just_before_a_crash_is_found_not_reposted(
     store: Store, client: AsyncWebClient, slack: SlackStandIn
 ) -> None:

@@ -509,7 +509,7 @@ async def test_roots_are_due_until_they_are_done(store: Store) -> None:
 
     root = due[0]
     started = NOW + timedelta(seconds=5)
-    await store.outbox.mark_started(root.id, at=started)
+    await store.outbox.mark_started([root.id], at=started)
     marked = await store.outbox.get(root.id)
     assert marked is not None and (marked.started_at, marked.attempts) == (started, 1)
     assert [r.case_id for r in await store.outbox.due(now=NOW)] == [
@@ -548,7 +548,7 @@ async def test_root_updates_after_a_change_and_on_a_new_day_wait_for_the_root(st
         assert await tx.outbox.update_open_roots() == 0  # the day's refresh is covered by it too
     assert [r.kind for r in await store.outbox.due(now=NOW) if r.case_id == case.id] == ["root_update"]
 
-    await store.outbox.mark_started(update.id, at=NOW)
+    await store.outbox.mark_started([update.id], at=NOW)
     async with store.transaction(now=NOW) as tx:  # a change while that one is being sent: a new one
         await tx.outbox.update_root(case.id)
     await store.outbox.mark_done(update.id, result="1.1")
@@ -696,3 +696,20 @@ async def test_personal_data_can_be_erased_without_touching_facts_or_audit(store
         "",
     )
     assert [e.action for e in await store.audit.trail(case.id)] == ["case.resolved"]
+
+
+async def test_a_transaction_is_synced_unless_it_says_a_power_loss_may_take_it_back(store: Store) -> None:
+    db = store._db
+    levels = {1: "NORMAL", 2: "FULL"}
+    async with db.transaction() as session:
+        inside = await session.one("PRAGMA synchronous")
+    assert inside is not None and levels[int(inside[0])] == "FULL"  # by default: staff's actions
+    async with db.transaction(durable=False) as session:
+        inside = await session.one("PRAGMA synchronous")
+    assert inside is not None and levels[int(inside[0])] == "NORMAL"
+    async with db.transaction(durable=False):
+        pass
+    assert levels[await db.synchronous] == "NORMAL"  # set only when it changes
+    async with db.transaction(durable=True) as session:
+        inside = await session.one("PRAGMA synchronous")
+    assert inside is not None and levels[int(inside[0])] == "FULL"

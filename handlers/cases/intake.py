@@ -136,7 +136,10 @@ async def take_in_all(
     """`take_in` for several messages of one folder, in UID order, in one transaction: all of
     them are taken in and the cursor advanced past the last, or (if any raises) none and the
     cursor stays. One commit for a batch instead of one per message is what lets a backlog of
-    thousands be taken in quickly; the caller retries one at a time when a batch fails."""
+    thousands be taken in quickly; the caller retries one at a time when a batch fails. The
+    commit is not durable: a power loss that takes it back takes the cursor back with it, and
+    the mail is fetched again (nothing is sent about these cases before the outbox's durable
+    "started" mark, which makes this commit durable too: storage.db)."""
     if not messages:
         return []
     first = messages[0]
@@ -146,7 +149,7 @@ async def take_in_all(
     reads = await asyncio.to_thread(
         lambda: [_read(m.raw, rules.authserv_id, rules.own_domain) for m in messages]
     )
-    async with store.transaction(now=now or system_clock()) as tx:
+    async with store.transaction(now=now or system_clock(), durable=False) as tx:
         outcomes = [
             await _record(tx, m, read, calendar, rules) for m, read in zip(messages, reads, strict=True)
         ]

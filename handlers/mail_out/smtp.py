@@ -55,6 +55,8 @@ class SmtpSender:
     """Sends the outbox's emails through one SMTP server."""
 
     destination = "smtp"
+    #: an email cannot be looked for at the server: its delivery is recorded durably
+    finds_deliveries = False
     kinds = frozenset({"email"})
 
     def __init__(self, store: Store, server: SmtpServer, *, mail_from: str, timeout: float = 30.0) -> None:

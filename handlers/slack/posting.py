@@ -1,6 +1,8 @@
 """Delivering the outbox's Slack rows: roots, thread replies, checklists, notes, and their updates.
 
-Each message is rendered from the database when it is sent, so it shows the state of that moment.
+Each message is rendered from the database when it is sent, so it shows the state of that moment,
+read on the read-only connection (what it shows is committed before its row is due), so that a
+post never waits for the writer behind intake's transaction.
 A post whose earlier attempt was "started" but never saved its ts (the process died between Slack
 storing the message and the bot recording it) is first looked up in Slack — the channel history
 for a root carrying the case's `privacy_case` metadata, the thread for a reply carrying the same
@@ -56,6 +58,8 @@ class SlackSender:
     """Sends the outbox's Slack rows to the staff channel."""
 
     destination = "slack"
+    #: a retry of a started row looks for it in Slack first (`_find_root`, `_find_reply`)
+    finds_deliveries = True
     kinds = frozenset(
         {
             "root",
@@ -89,7 +93,7 @@ class SlackSender:
     async def send(self, row: OutboxRow) -> Delivered:
         """Post or update the row's message; raises `Unavailable` or `Refused`."""
         assert row.case_id is not None
-        case = await self.store.cases.get(row.case_id)
+        case = await self.store.read.cases.get(row.case_id)
         if case is None:
             raise Refused("the case no longer exists")
         try:
@@ -251,10 +255,10 @@ class SlackSender:
         return self.calendar.local_date(self.clock())
 
     async def _root(self, row: OutboxRow, case: Case) -> Message:
-        items = await self.store.cases.checklist(case.id)
+        items = await self.store.read.cases.checklist(case.id)
         links = tuple(
             ("Split off" if other.id == case.split_from_case_id else "Split into", other.ref)
-            for other in await self.store.cases.linked(case)
+            for other in await self.store.read.cases.linked(case)
         )
         context = RootContext(
             checklist_done=sum(1 for i in items if i.done), checklist_total=len(items), links=links
@@ -265,7 +269,7 @@ class SlackSender:
 
     async def _email(self, row: OutboxRow, case: Case) -> Message:
         assert row.email_id is not None
-        email = await self.store.mail.get(row.email_id)
+        email = await self.store.read.mail.get(row.email_id)
         if email is None:
             raise Refused("the email no longer exists")
         text, blocks = email_reply(
@@ -274,20 +278,20 @@ class SlackSender:
         return text, blocks, email_metadata(case, email)
 
     async def _checklist(self, row: OutboxRow, case: Case) -> Message:
-        text, blocks = checklist_message(case, await self.store.cases.checklist(case.id))
+        text, blocks = checklist_message(case, await self.store.read.cases.checklist(case.id))
         return text, blocks, checklist_metadata(case)
 
     async def _note(self, row: OutboxRow, case: Case) -> Message:
-        note = row if row.kind == "note" else await self.store.outbox.get(row.parent_id or 0)
+        note = row if row.kind == "note" else await self.store.read.outbox.get(row.parent_id or 0)
         assert note is not None
-        event = await self.store.audit.get(note.event_id) if note.event_id else None
+        event = await self.store.read.audit.get(note.event_id) if note.event_id else None
         if note.text_id is not None:  # carried over from schema 3, which stored its words
-            text, blocks = legacy_note(await self.store.cases.text(note.text_id), case, event)
+            text, blocks = legacy_note(await self.store.read.cases.text(note.text_id), case, event)
         elif event is None:
             raise Refused("the event of this note no longer exists")
         else:
-            outbound = await self.store.mail.outbound(event.outbound_id) if event.outbound_id else None
-            text = await self.store.cases.text(event.text_id)
+            outbound = await self.store.read.mail.outbound(event.outbound_id) if event.outbound_id else None
+            text = await self.store.read.cases.text(event.text_id)
             notice = ""
             if event.action == "case.extended" and self.writer is not None and event.after:
                 due = date.fromisoformat(str(event.after["due_date"])[:10])

@@ -81,6 +81,8 @@ class ScheduledSender:
     """Sends the outbox's scheduled messages and App Home refreshes to Slack."""
 
     destination = "slack"
+    #: a retry of a started row looks for it in Slack first (`_find`)
+    finds_deliveries = True
     kinds = frozenset({"reminder", "digest", "summary", "summary_dm", "intake_alarm", "home"})
 
     def __init__(
