@@ -78,7 +78,11 @@ def request_with_attachment(n: int, size: int = BIG_ATTACHMENT) -> bytes:
     return m.as_bytes()
 
 
-def start_product(mailbox: MailUser, slack: SlackStandIn, workdir: Path) -> subprocess.Popen[bytes]:
+def start_product(
+    mailbox: MailUser, slack: SlackStandIn, workdir: Path, root: Path = ROOT
+) -> subprocess.Popen[bytes]:
+    """`python -m bot run` from the checkout `root` (this one by default; another is left as it is:
+    no bytecode written there), logging to `workdir`/product.log."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "IMAP_", "SMTP_"))}
     env.update(mailbox.env())
     env.update(
@@ -88,10 +92,12 @@ def start_product(mailbox: MailUser, slack: SlackStandIn, workdir: Path) -> subp
             "SLACK_CHANNEL_ID": CHANNEL,
             "SLACK_API_URL": slack.base_url,
             "DATABASE_PATH": str(workdir / "bench.sqlite3"),
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": str(root),
             "LOG_LEVEL": "WARNING",
         }
     )
+    if root != ROOT:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     log = open(workdir / "product.log", "wb")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
         [sys.executable, "-m", "bot", "run"], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,33 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.intake_bench import CHANNEL, request, wait_for  # noqa: E402
-from tests.support.dovecot import Dovecot, MailUser  # noqa: E402
+from bench.intake_bench import CHANNEL, request, start_product, wait_for  # noqa: E402
+from tests.support.dovecot import Dovecot  # noqa: E402
 from tests.support.slack_standin import SlackStandIn  # noqa: E402
-
-
-def start_product(
-    mailbox: MailUser, slack: SlackStandIn, workdir: Path, root: Path
-) -> subprocess.Popen[bytes]:
-    """`python -m bot run` from the checkout `root`, as bench/intake_bench.py starts it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "IMAP_", "SMTP_"))}
-    env.update(mailbox.env())
-    env.update(
-        {
-            "SLACK_BOT_TOKEN": slack.bot_token,
-            "SLACK_APP_TOKEN": slack.app_token,
-            "SLACK_CHANNEL_ID": CHANNEL,
-            "SLACK_API_URL": slack.base_url,
-            "DATABASE_PATH": str(workdir / "bench.sqlite3"),
-            "PYTHONPATH": str(root),
-            "PYTHONDONTWRITEBYTECODE": "1",  # leave another checkout as it is
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    log = open(workdir / "product.log", "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(
-        [sys.executable, "-m", "bot", "run"], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
-    )
 
 
 def waiting_rows(db: Path) -> int | None:

@@ -51,6 +51,27 @@ def mailbox(dovecot: Dovecot) -> MailUser:
     return dovecot.new_user()
 
 
+@pytest.fixture(scope="module")
+def server() -> Iterator[Dovecot]:
+    """A Dovecot of the test file's own, for tests that stop it and start it again (other files'
+    tests must not see the session's go away)."""
+    if dovecot_binary() is None:
+        pytest.skip("dovecot is not installed: run ./scripts/test, which installs dovecot-imapd")
+    dovecot = Dovecot().start()
+    try:
+        yield dovecot
+    finally:
+        dovecot.stop()
+
+
+@pytest.fixture
+def user(server: Dovecot) -> Iterator[MailUser]:
+    """A fresh mailbox on `server`; the server is running again after the test, whatever it did."""
+    yield server.new_user()
+    if server.proc is None:
+        server.restart_server()
+
+
 @pytest.fixture
 async def slack() -> AsyncIterator[SlackStandIn]:
     """The Slack stand-in on loopback, with the staff channel and two staff members."""

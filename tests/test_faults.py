@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CHANNEL, ROOT, wait_until
-from tests.support.dovecot import Dovecot, MailUser, dovecot_binary
+from tests.support.dovecot import Dovecot, MailUser
 from tests.support.slack_standin import SlackStandIn
 
 pytestmark = pytest.mark.slow
@@ -98,25 +98,6 @@ class Product:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Dovecot]:
-    """A Dovecot of this file's own: one test stops it and starts it again."""
-    if dovecot_binary() is None:
-        pytest.skip("dovecot is not installed: run ./scripts/test, which installs dovecot-imapd")
-    dovecot = Dovecot().start()
-    try:
-        yield dovecot
-    finally:
-        dovecot.stop()
-
-
-@pytest.fixture
-def user(server: Dovecot) -> Iterator[MailUser]:
-    yield server.new_user()
-    if server.proc is None:
-        server.restart_server()
 
 
 @pytest.fixture

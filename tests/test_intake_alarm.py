@@ -28,7 +28,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
@@ -45,7 +45,7 @@ from core.errors import ConfigError, MailboxError
 from handlers.jobs.intake_alarm import IntakeHealth, plain_reason
 from storage.store import Store
 from tests.conftest import CHANNEL, ROOT, wait_until
-from tests.support.dovecot import Dovecot, MailUser, dovecot_binary, free_port
+from tests.support.dovecot import Dovecot, MailUser, free_port
 from tests.support.slack_standin import SlackStandIn
 
 ALARM = "privacy_intake_alarm"
@@ -55,27 +55,6 @@ TECHNICAL = ("Error", "Exception", "Errno", "errno", "Traceback", "socket", "[",
 
 
 # --- the product, its mailbox and its clock -------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Dovecot]:
-    """A Dovecot of this file's own: these tests stop it and start it again, so it is not the
-    session's (other files' tests must not see it go away)."""
-    if dovecot_binary() is None:
-        pytest.skip("dovecot is not installed: run ./scripts/test, which installs dovecot-imapd")
-    dovecot = Dovecot().start()
-    try:
-        yield dovecot
-    finally:
-        dovecot.stop()
-
-
-@pytest.fixture
-def user(server: Dovecot) -> Iterator[MailUser]:
-    """A fresh mailbox; the server is running again after the test, whatever it did."""
-    yield server.new_user()
-    if server.proc is None:
-        server.restart_server()
 
 
 @pytest.fixture

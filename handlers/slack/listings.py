@@ -272,6 +272,11 @@ def alarm_message(payload: Mapping[str, Any], tz: ZoneInfo) -> Message:
             f":white_check_mark: *The privacy mailbox can be read again* since "
             f"{_clock_time(str(payload['since']), tz)}{was}. Mail that arrived meanwhile is being taken in now."
         )
+    return _alarm(text, payload)
+
+
+def _alarm(text: str, payload: Mapping[str, Any]) -> Message:
+    """An intake alarm's message: its text, and the metadata INTERFACE.md gives it."""
     metadata = {
         "event_type": ALARM_EVENT_TYPE,
         "event_payload": {"state": payload["state"], "since": payload["since"]},
@@ -297,11 +302,7 @@ def storage_alarm_message(payload: Mapping[str, Any], tz: ZoneInfo) -> Message:
             f":white_check_mark: *The bot can store mail again* since {_clock_time(str(payload['since']), tz)}"
             f"{was}. Mail that waited in the mailbox is being taken in now."
         )
-    metadata = {
-        "event_type": ALARM_EVENT_TYPE,
-        "event_payload": {"state": payload["state"], "since": payload["since"]},
-    }
-    return text.replace("*", ""), [_section(text)], metadata
+    return _alarm(text, payload)
 
 
 # --- /privacy and the App Home --------------------------------------------------------------------
