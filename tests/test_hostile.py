@@ -22,7 +22,6 @@ import base64
 import dataclasses
 import email.policy
 from collections.abc import AsyncIterator, Iterator
-from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
 
@@ -36,6 +35,7 @@ from storage.store import Store
 from tests.conftest import CHANNEL, STAFF, wait_until
 from tests.support.slack_standin import TEAM_DOMAIN, SlackStandIn
 from tests.support.smtp_sink import Sink
+from tests.test_acknowledgements import mail
 from tests.test_case_handling import ALICE, Harness
 from tests.test_replies import MAIL_FROM, _desk
 
@@ -146,16 +146,6 @@ async def desk(settings: Settings, slack: SlackStandIn, store: Store, sink: Sink
     async with _desk(settings, slack, store, sink) as harness:
         harness.acknowledging = True
         yield harness
-
-
-def mail(sender: str, subject: str, body: str, **headers: str) -> EmailMessage:
-    m = EmailMessage()
-    m["From"], m["To"], m["Subject"] = sender, MAIL_FROM, subject
-    m["Message-ID"] = make_msgid(domain="example.org")
-    for name, value in headers.items():
-        m[name.replace("_", "-")] = value
-    m.set_content(body)
-    return m
 
 
 def raw_mail(sender: str, subject: str, body: str) -> bytes:
