@@ -55,25 +55,29 @@ TEXTS = [
 BIG_ATTACHMENT = 20 * 1024 * 1024
 
 
-def request(n: int) -> bytes:
-    subject, body = TEXTS[n % len(TEXTS)]
+def _mail(n: int, subject: str, body: str) -> EmailMessage:
+    """Bench person `n`'s email to the privacy address."""
     m = EmailMessage()
     m["From"] = f"Bench Person {n} <bench.{n}@example.org>"
     m["To"] = "privacy@imal.example"
-    m["Subject"] = f"{subject} ({n})"
+    m["Subject"] = subject
     m["Message-ID"] = make_msgid(idstring=f"bench{n}", domain="example.org")
-    m.set_content(f"{body}\n\nRegards,\nBench Person {n}\n")
-    return m.as_bytes()
+    m.set_content(body)
+    return m
+
+
+def request(n: int) -> bytes:
+    subject, body = TEXTS[n % len(TEXTS)]
+    return _mail(n, f"{subject} ({n})", f"{body}\n\nRegards,\nBench Person {n}\n").as_bytes()
 
 
 def request_with_attachment(n: int, size: int = BIG_ATTACHMENT) -> bytes:
     """A request with a scan of an ID card of `size` bytes attached (base64: about 4/3 that)."""
-    m = EmailMessage()
-    m["From"] = f"Bench Person {n} <bench.{n}@example.org>"
-    m["To"] = "privacy@imal.example"
-    m["Subject"] = f"Request for a copy of my data, my ID attached ({n})"
-    m["Message-ID"] = make_msgid(idstring=f"bench{n}", domain="example.org")
-    m.set_content(f"Hello, please send me a copy of my data. My ID card is attached.\n\nBench Person {n}\n")
+    m = _mail(
+        n,
+        f"Request for a copy of my data, my ID attached ({n})",
+        f"Hello, please send me a copy of my data. My ID card is attached.\n\nBench Person {n}\n",
+    )
     m.add_attachment(os.urandom(size), maintype="application", subtype="pdf", filename=f"id-card-{n}.pdf")
     return m.as_bytes()
 
