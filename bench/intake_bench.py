@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -106,6 +107,52 @@ def start_product(
     return subprocess.Popen(
         [sys.executable, "-m", "bot", "run"], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
     )
+
+
+class PeakMemory:
+    """The peak memory (VmHWM) of a process and of every process it started (the reader's
+    worker and multiprocessing's helper), sampled every 0.1 s while they live: `total()` is the
+    product's peak plus each descendant's, as if they had all peaked at once."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peaks: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            for pid in [self.pid, *_descendants(self.pid)]:
+                peak = peak_rss_mb(pid)
+                if peak == peak:  # not NaN: it still lives
+                    self.peaks[pid] = max(self.peaks.get(pid, 0.0), peak)
+
+    def stop(self) -> tuple[float, float]:
+        """(the product's peak, its descendants' peaks added up), in MB."""
+        self._stop.set()
+        self._thread.join()
+        own = max(self.peaks.get(self.pid, 0.0), peak_rss_mb(self.pid))
+        others = [round(peak) for pid, peak in self.peaks.items() if pid != self.pid]
+        print(f"  (peaks of the processes the product started, MB: {others})")
+        return own, sum(peak for pid, peak in self.peaks.items() if pid != self.pid)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (by their parent ids in /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    below, frontier = [], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        below += frontier
+    return below
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -236,12 +283,13 @@ async def backlog(n: int, *, big_attachments: bool, rate: float = 0.0) -> None:
             posted = Posted(slack)
             start = time.monotonic()
             product = start_product(mailbox, slack, workdir)
+            memory = PeakMemory(product.pid)
             try:
                 t_first = await wait_for(lambda: stored() >= 1, 1800, 0.01)
                 t_stored = await wait_for(lambda: stored() >= total, 1800, 0.05)
                 t_roots = await wait_for(lambda: posted.update().roots >= total, 1800, 0.05)
                 t_replies = await wait_for(lambda: waiting() == 0, 1800, 0.05)
-                rss = peak_rss_mb(product.pid)
+                rss, helpers = memory.stop()
             finally:
                 product.send_signal(signal.SIGTERM)
                 await asyncio.to_thread(product.wait, 30)
@@ -259,7 +307,10 @@ async def backlog(n: int, *, big_attachments: bool, rate: float = 0.0) -> None:
         )
         print(f"  all roots in Slack:       {t_roots - start:6.1f} s")
         print(f"  all posted (roots, replies, checklists): {t_all:6.1f} s  ({calls} chat.postMessage calls)")
-        print(f"  duplicates: {len(ids) - len(set(ids))}, peak RSS of the product: {rss:.0f} MB")
+        print(
+            f"  duplicates: {len(ids) - len(set(ids))}, peak RSS of the product: {rss:.0f} MB "
+            f"+ its reader process {helpers:.0f} MB = {rss + helpers:.0f} MB"
+        )
         print(
             f"bare-client baseline, same run: imapclient fetch of the {baseline['fetched']} messages "
             f"{baseline['fetch']:.1f} s + {baseline['posts']} chat.postMessage calls {baseline['post']:.1f} s "

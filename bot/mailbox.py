@@ -13,6 +13,9 @@ cannot be taken in at once is taken in one message at a time, each with its own 
   `FETCH_BATCH_BYTES` per round trip and batch; a message above `BIG_MESSAGE` alone and in parts
   (its structure, headers and text parts; attachments recorded from the structure, never
   downloaded: handlers/mail_in/by_parts.py), so one big message at most is held at a time.
+- With a `reader` (bot/reader.py), a backlog is pipelined: while batch N is stored, batch N+1 is
+  already being read (parsed and classified) in the reader's worker process, so at most two
+  batches are held. Batch N+1 is stored only after batch N, so the cursor still moves in order.
 - A UIDVALIDITY change re-syncs the folder from its first message; duplicates are skipped by
   Message-ID (synthetic ids are derived from the content).
 - On the first start against a folder that already holds mail, messages that arrived more than
@@ -45,10 +48,12 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 from imapclient.imapclient import SocketTimeout
 
 from bot.backoff import Backoff, Outage
+from bot.reader import MailReader
 from bot.settings import ImapSettings
 from core.clock import Clock, system_clock
 from core.errors import MailboxError, StorageError, redacted, unwritable_storage
 from handlers.cases.intake import IncomingMessage, IntakeOutcome
+from handlers.cases.reading import Read
 from handlers.jobs.intake_alarm import IntakeHealth
 from handlers.mail_in.by_parts import (
     BIG_MESSAGE,
@@ -76,9 +81,10 @@ IDLE_CHECK_SECONDS = 1.0  # how often the IDLE loop looks at the stop flag
 class MailboxWatcher:
     """Delivers every message of the folder exactly once to `deliver`, until stopped.
 
-    `deliver_all(messages)`, `deliver(message)` and the cursor functions are coroutines run on
-    `loop`; the watcher thread blocks on their result. A batch goes to `deliver_all` (when given)
-    and, if that raises for a reason other than the database, one message at a time to `deliver`.
+    `deliver_all(messages, reads)`, `deliver(message)` and the cursor functions are coroutines run
+    on `loop`; the watcher thread blocks on their result. A batch goes to `deliver_all` (when
+    given; `reads` are the batch's reads by `reader`, or None: read them) and, if that raises for
+    a reason other than the database, one message at a time to `deliver`.
     `fallback(message, error)` records a message whose normal intake raised (the message is stored
     raw and flagged, never dropped).
     """
@@ -92,7 +98,9 @@ class MailboxWatcher:
         fallback: Callable[[IncomingMessage, BaseException], Awaitable[IntakeOutcome]],
         get_cursor: Callable[[str], Awaitable[Cursor | None]],
         reset_cursor: Callable[[str, int, int], Awaitable[None]],
-        deliver_all: Callable[[list[IncomingMessage]], Awaitable[list[IntakeOutcome]]] | None = None,
+        deliver_all: Callable[[list[IncomingMessage], list[Read] | None], Awaitable[list[IntakeOutcome]]]
+        | None = None,
+        reader: MailReader | None = None,
         on_delivered: Callable[[IntakeOutcome], None] | None = None,
         clock: Clock = system_clock,
         backoff: Backoff | None = None,
@@ -105,6 +113,7 @@ class MailboxWatcher:
         self.loop = loop
         self.deliver = deliver
         self.deliver_all = deliver_all
+        self.reader = reader
         self.fallback = fallback
         self.get_cursor = get_cursor
         self.reset_cursor = reset_cursor
@@ -142,6 +151,8 @@ class MailboxWatcher:
         self.request_stop()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, timeout)
+        if self.reader is not None:
+            self.reader.release()
 
     @property
     def stopping(self) -> bool:
@@ -223,7 +234,10 @@ class MailboxWatcher:
                 u for u in client.search(["UID", f"{cursor.last_uid + 1}:*"]) if u > cursor.last_uid
             )
             if not uids:
+                if self.reader is not None:
+                    self.reader.release()  # the backlog is in
                 return
+            held: tuple[list[IncomingMessage], Future[list[Read]] | None] | None = None
             for batch in self._batches(client, uids):
                 if self._stop.is_set():
                     return
@@ -239,7 +253,18 @@ class MailboxWatcher:
                     if b"BODY[]" in data.get(uid, {})  # else expunged meanwhile
                 ]
                 del data  # the batch is held once, as messages
-                self._take_all(messages)
+                reading = self._read_ahead(messages)
+                if held is not None:
+                    self._take_all(*held)  # the batch before, while this one is being read
+                held = (messages, reading)
+            if held is not None and not self._stop.is_set():
+                self._take_all(*held)
+
+    def _read_ahead(self, messages: list[IncomingMessage]) -> Future[list[Read]] | None:
+        """Start reading a batch in the reader's worker (None: read it when it is taken in)."""
+        if self.reader is None or self.deliver_all is None or len(messages) < 2:
+            return None
+        return self.reader.submit([m.raw for m in messages])
 
     def _batches(self, client: IMAPClient, uids: list[int]) -> list[list[tuple[int, int]]]:
         """`uids` with their sizes, in batches to fetch and take in together: small messages up to
@@ -329,16 +354,30 @@ class MailboxWatcher:
             size=size,
         )
 
-    def _take_all(self, messages: list[IncomingMessage]) -> None:
-        """Take a batch in at once; if that fails for a reason of the mail's own (not the
-        database), one message at a time, so that only the offending one falls back."""
+    def _take_all(self, messages: list[IncomingMessage], reading: Future[list[Read]] | None = None) -> None:
+        """Take a batch in at once (with its `reading` when it was read ahead); if that fails
+        for a reason of the mail's own (not the database), one message at a time, so that only
+        the offending one falls back."""
         if self.deliver_all is None or len(messages) < 2:
             for message in messages:
                 if not self._take(message):
                     return  # stopped while the database could not be written
             return
+        reads: list[Read] | None = None
+        if reading is not None:
+            try:
+                reads = reading.result()
+            except Exception as e:  # the worker's trouble, whatever it is: read it here instead
+                logger.warning(
+                    "uids %d-%d could not be read in the worker (%s); reading them here",
+                    messages[0].uid,
+                    messages[-1].uid,
+                    type(e).__name__,
+                )
+                assert self.reader is not None
+                self.reader.failed(e)
         try:
-            outcomes = self._call(self.deliver_all(messages))
+            outcomes = self._call(self.deliver_all(messages, reads))
         except Exception as e:
             if _is_storage_outage(e) and unwritable_storage(e) is None:
                 raise  # the database (a lock held too long): reconnect, retry

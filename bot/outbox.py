@@ -77,12 +77,14 @@ from storage.outbox import POSTS, Delivered
 from storage.store import Store, Tx
 
 __all__ = [
+    "IN_FLIGHT",
     "PACED_INTERVAL",
     "QUIET_PERIOD",
     "START_BATCH",
     "MessageBackoff",
     "OutboxWorker",
     "Pace",
+    "Prepares",
     "Sender",
     "StorageAlarmSender",
 ]
@@ -97,7 +99,10 @@ QUIET_PERIOD = 60.0
 #: How many of a round's rows are marked started together, in one transaction, before they are
 #: sent one after the other: one commit for them all instead of one each. A crash after the mark
 #: costs each of them a look in Slack before it is sent (it is found there or posted once).
-START_BATCH = 20
+START_BATCH = 50
+#: How many calls may be in flight at once: a batch's rows for different cases are sent side by
+#: side (`_chains`), so that our work on one overlaps with Slack's on another.
+IN_FLIGHT = 4
 
 
 class Sender(Protocol):
@@ -127,6 +132,15 @@ class Sender(Protocol):
     #: delivered (Slack: the message with the row's metadata), so that the record of a delivery
     #: may be lost to a power loss without the message being delivered twice.
     finds_deliveries: bool
+
+
+@runtime_checkable
+class Prepares(Protocol):
+    """A sender that reads ahead, at once, what a batch of its rows needs to be sent."""
+
+    async def prepare(self, rows: Sequence[OutboxRow]) -> None:
+        """These rows are about to be sent (each at most once)."""
+        ...
 
 
 @runtime_checkable
@@ -229,7 +243,9 @@ class OutboxWorker:
         self._lanes: dict[tuple[str, str | None], str] = {}
         self.database = Outage("the database (outbox)", logger)
         #: the destination of the message being sent right now, if any (a stop waits for an email)
-        self.sending: str | None = None
+        #: the destination of each call in flight (at most `IN_FLIGHT` at once)
+        self._sending: list[str] = []
+        self._in_flight = asyncio.Semaphore(IN_FLIGHT)
         self._database_backoff = Backoff(base=1.0, cap=60.0)
         self._wake = asyncio.Event()
         self._alarm_sender = next((s for s in senders if isinstance(s, StorageAlarmSender)), None)
@@ -325,21 +341,53 @@ class OutboxWorker:
                 batch = chosen[start : start + START_BATCH]
                 async with self.store.transaction(now=self.clock()) as tx:  # durable: before sending
                     await tx.outbox.mark_started([row.id for row, _, _ in batch], at=tx.now)
+                for sender in {id(sender): sender for _, sender, _ in batch}.values():
+                    if isinstance(sender, Prepares):
+                        await sender.prepare([row for row, s, _ in batch if s is sender])
                 posted: list[tuple[OutboxRow, Sender, Delivered]] = []
-                for row, sender, lane in batch:
-                    if destination.paused or self._held(name, lane):  # paused, or a 429, since
-                        await self.store.outbox.not_attempted(row.id, started=row.started_at is not None)
-                        continue
-                    if row.kind == "erase":  # it deletes the thread's replies: those posted too
-                        await self._record_posted(posted)
-                    delivered = await self._attempt(row, sender, lane)
-                    attempted = True
-                    if delivered is not None and sender.finds_deliveries and row.kind in POSTS:
-                        posted.append((row, sender, delivered))
-                    elif delivered is not None:
-                        await self._record_sent(row, sender, delivered)
+                outcomes = await asyncio.gather(
+                    *(self._send_chain(name, chain, posted) for chain in _chains(batch)),
+                    return_exceptions=True,
+                )
+                attempted = attempted or any(outcome is True for outcome in outcomes)
+                for outcome in outcomes:
+                    if isinstance(outcome, BaseException):
+                        raise outcome  # the database itself: the loop waits and retries
                 await self._record_posted(posted)
         return attempted
+
+    async def _send_chain(
+        self,
+        name: str,
+        chain: list[tuple[OutboxRow, Sender, str]],
+        posted: list[tuple[OutboxRow, Sender, Delivered]],
+    ) -> bool:
+        """Send a chain's rows one after the other (see `_chains`); Slack posts delivered are
+        added to `posted` (recorded for the batch together), anything else is recorded at once.
+        Returns whether any was attempted."""
+        destination = self.destinations[name]
+        attempted = False
+        for row, sender, lane in chain:
+            if destination.paused or self._held(name, lane):  # paused, or a 429, since
+                await self.store.outbox.not_attempted(row.id, started=row.started_at is not None)
+                continue
+            if row.kind == "erase":  # it deletes the thread's replies: those posted too
+                await self._record_posted(posted)
+            async with self._in_flight:
+                delivered = await self._attempt(row, sender, lane)
+            attempted = True
+            if delivered is not None and sender.finds_deliveries and row.kind in POSTS:
+                posted.append((row, sender, delivered))
+            elif delivered is not None:
+                await self._record_sent(row, sender, delivered)
+        return attempted
+
+    @property
+    def sending(self) -> str | None:
+        """The destination of a call in flight now, if any (SMTP first: shutdown waits for it)."""
+        if "smtp" in self._sending:
+            return "smtp"
+        return self._sending[0] if self._sending else None
 
     async def _record_posted(self, posted: list[tuple[OutboxRow, Sender, Delivered]]) -> None:
         """Record the messages of a batch that were posted, in one transaction (not durable: each
@@ -415,7 +463,7 @@ class OutboxWorker:
         """Send the row; returns what came of it when it was delivered (not yet recorded), else
         records why not and returns None."""
         destination = self.destinations[sender.destination]
-        self.sending = sender.destination
+        self._sending.append(sender.destination)
         try:
             delivered = await sender.send(row)
         except RateLimited as e:
@@ -451,7 +499,7 @@ class OutboxWorker:
             await self._fail(row, f"it could not be sent ({type(e).__name__})", sender)
             return None
         finally:
-            self.sending = None
+            self._sending.remove(sender.destination)
         destination.outage.recovered()
         destination.backoff.reset()
         return delivered
@@ -522,3 +570,20 @@ class OutboxWorker:
 
 
 _NAMES = {"slack": "Slack", "smtp": "SMTP server"}
+
+
+def _chains(batch: list[tuple[OutboxRow, Sender, str]]) -> list[list[tuple[OutboxRow, Sender, str]]]:
+    """A batch's rows in the chains that may be sent side by side, each in the batch's order:
+    the roots (so that cases come into the channel in their order), each case's other Slack posts
+    (its thread stays in order), and everything else (updates, the App Home, email) as one
+    chain. A batch with an erase (which deletes a thread's replies) is one chain."""
+    if any(row.kind == "erase" for row, _, _ in batch):
+        return [batch]
+    chains: dict[object, list[tuple[OutboxRow, Sender, str]]] = {}
+    for item in batch:
+        row, sender, _ = item
+        key: object = "others"
+        if row.kind in POSTS and sender.finds_deliveries and row.case_id is not None:
+            key = ("case", row.case_id)
+        chains.setdefault(key, []).append(item)
+    return list(chains.values())

@@ -28,6 +28,7 @@ from bot.backoff import Backoff, Outage
 from bot.mailbox import MailboxWatcher
 from bot.outbox import OutboxWorker, Sender
 from bot.preflight import preflight
+from bot.reader import MailReader
 from bot.scheduler import Scheduler
 from bot.settings import Settings
 from core.clock import Clock, system_clock
@@ -271,7 +272,10 @@ def build_watcher(
         settings.imap,
         loop=loop,
         deliver=lambda m: take_in(store, m, calendar=calendar, rules=rules, now=clock()),
-        deliver_all=lambda ms: take_in_all(store, ms, calendar=calendar, rules=rules, now=clock()),
+        deliver_all=lambda ms, reads: take_in_all(
+            store, ms, calendar=calendar, rules=rules, now=clock(), reads=reads
+        ),
+        reader=MailReader(authserv_id=rules.authserv_id, own_domain=rules.own_domain),
         fallback=lambda m, e: take_in_unparsed(store, m, e, calendar=calendar, now=clock()),
         get_cursor=store.cursors.get,
         reset_cursor=reset_cursor,

@@ -3,7 +3,7 @@ staff typed about them, and their data-system checklists."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import date, datetime
 
 from core.clock import Clock
@@ -61,6 +61,14 @@ class Cases:
     async def get(self, case_id: int) -> Case | None:
         """The case with this id, if any."""
         return await self._db.fetch(Case, f"{_SELECT} WHERE c.id = ?", (case_id,))
+
+    async def get_many(self, case_ids: Collection[int]) -> dict[int, Case]:
+        """The cases with these ids, by id (those that exist)."""
+        ids = list(dict.fromkeys(case_ids))
+        if not ids:
+            return {}
+        cases = await self._db.fetch_all(Case, f"{_SELECT} WHERE c.id IN ({','.join('?' * len(ids))})", ids)
+        return {case.id: case for case in cases}
 
     async def by_ref(self, ref: str) -> Case | None:
         """The case with this reference (case-insensitive), if any."""
@@ -131,12 +139,11 @@ class Cases:
     ) -> Case:
         """Open a case with the next reference of its receipt year (PRIV-YYYY-NNNN)."""
         year = received_date.year
-        await self._db.run(
+        row = await self._db.one(
             "INSERT INTO case_counters (year, last_seq) VALUES (?, 1) "
-            "ON CONFLICT (year) DO UPDATE SET last_seq = last_seq + 1",
+            "ON CONFLICT (year) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
             (year,),
         )
-        row = await self._db.one("SELECT last_seq FROM case_counters WHERE year = ?", (year,))
         assert row is not None
         now = iso(self._clock())
         _, case_id = await self._db.run(

@@ -51,6 +51,18 @@ class Mail:
         """Whether an email with this Message-ID is already stored."""
         return await self._db.one("SELECT 1 FROM emails WHERE message_id = ?", (message_id,)) is not None
 
+    async def stored_of(self, message_ids: Sequence[str]) -> set[str]:
+        """Those of these Message-IDs whose email is already stored (one query for a batch)."""
+        ids = list(dict.fromkeys(message_ids))
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):  # well under SQLite's limit of variables
+            chunk = ids[i : i + 500]
+            rows = await self._db.all(
+                f"SELECT message_id FROM emails WHERE message_id IN ({','.join('?' * len(chunk))})", chunk
+            )
+            found.update(row[0] for row in rows)
+        return found
+
     async def id_of(self, message_id: str) -> int | None:
         """The id of the stored email with this Message-ID, if any."""
         row = await self._db.one("SELECT id FROM emails WHERE message_id = ?", (message_id,))

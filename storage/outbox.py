@@ -35,6 +35,8 @@ KINDS = (*POSTS, *UPDATES, *NOTICES, "home", "email", "erase")
 #: What is deleted from a case's thread when retention erases it: every reply the bot posted there.
 THREAD_REPLIES = ("email_reply", "checklist", "note", "reminder")
 
+#: The order of `due` (roots first, updates last); the index `outbox_due` (migration 0008) is on
+#: exactly this expression, so keep the two alike.
 _PRIORITY = (
     "CASE o.kind WHEN 'root' THEN 0 WHEN 'root_update' THEN 2 WHEN 'checklist_update' THEN 2 "
     "WHEN 'note_update' THEN 2 WHEN 'erase' THEN 2 WHEN 'home' THEN 3 ELSE 1 END"
@@ -52,6 +54,31 @@ _SELECT_DUE = (
 )
 
 
+def due_sql(kinds: int, lanes: int, unknown_lane_held: bool) -> str:
+    """`Outbox.due`'s query for that many kinds and held lanes (parameters: the kinds, now, the
+    lanes, the limit). It walks the index `outbox_due` in its order and stops at the limit."""
+    skip = f"AND {_LANE} NOT IN ({','.join('?' * lanes)}) " if lanes else ""
+    if unknown_lane_held:
+        skip += f"AND {_LANE} IS NOT NULL "
+    return (
+        f"{_SELECT_DUE} WHERE o.done_at IS NULL AND o.failed_at IS NULL "
+        f"AND o.kind IN ({','.join('?' * kinds)}) "
+        "AND (o.not_before IS NULL OR o.not_before <= ?) "
+        "AND (o.parent_id IS NULL OR p.done_at IS NOT NULL) "
+        f"{skip}ORDER BY {_PRIORITY}, o.id LIMIT ?"
+    )
+
+
+#: `Outbox.orphans`'s query: from the failed rows (few, and indexed: `outbox_failed`) to their
+#: waiting children, rather than through every waiting row (CROSS JOIN keeps that order).
+ORPHANS_SQL = (
+    "SELECT o.*, p.result AS parent_ts, p.channel AS parent_channel FROM outbox p "
+    "CROSS JOIN outbox o ON o.parent_id = p.id "
+    "WHERE p.failed_at IS NOT NULL AND o.done_at IS NULL AND o.failed_at IS NULL "
+    "ORDER BY o.id LIMIT ?"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Delivered:
     """What came of a delivered row: the Slack ts (and channel), or the Message-ID accepted."""
@@ -66,6 +93,7 @@ class Outbox:
     def __init__(self, db: Session, clock: Clock) -> None:
         self._db = db
         self._clock = clock
+        self._roots: dict[int, int] = {}  # case id -> its root's row, queued on this session
 
     # --- queueing ------------------------------------------------------------------------------------
     async def _add(self, kind: str, **refs: int | str | None) -> int | None:
@@ -87,10 +115,12 @@ class Outbox:
 
     async def post_root(self, case_id: int) -> None:
         """Queue the root message of a new case (once)."""
-        await self._add("root", case_id=case_id)
+        row_id = await self._add("root", case_id=case_id)
+        if row_id is not None:  # what the case's first thread replies are queued under, next
+            self._roots[case_id] = row_id
 
     async def _root(self, case_id: int) -> int:
-        root = await self._of("root", case_id)
+        root = self._roots.get(case_id) or await self._of("root", case_id)
         if root is None:
             raise LookupError(f"case {case_id} has no root message in the outbox")
         return root
@@ -212,25 +242,15 @@ class Outbox:
         done nor failed, past their backoff, whose parent (if any) is in Slack, and whose `lane`
         is not `held` (None among them: the rows of no known lane), with their lane."""
         lanes = [lane for lane in held if lane is not None]
-        skip = f"AND {_LANE} NOT IN ({','.join('?' * len(lanes))}) " if lanes else ""
-        if None in held:
-            skip += f"AND {_LANE} IS NOT NULL "
         return await self._db.fetch_all(
-            OutboxRow,
-            f"{_SELECT_DUE} WHERE o.done_at IS NULL AND o.failed_at IS NULL "
-            f"AND o.kind IN ({','.join('?' * len(kinds))}) "
-            "AND (o.not_before IS NULL OR o.not_before <= ?) "
-            "AND (o.parent_id IS NULL OR p.done_at IS NOT NULL) "
-            f"{skip}ORDER BY {_PRIORITY}, o.id LIMIT ?",
-            (*kinds, iso(now), *lanes, limit),
+            OutboxRow, due_sql(len(kinds), len(lanes), None in held), (*kinds, iso(now), *lanes, limit)
         )
 
     async def orphans(self, *, limit: int = 50) -> list[OutboxRow]:
         """Waiting rows whose parent failed for good (they can never be sent)."""
         return await self._db.fetch_all(
             OutboxRow,
-            f"{_SELECT} WHERE o.done_at IS NULL AND o.failed_at IS NULL AND p.failed_at IS NOT NULL "
-            "ORDER BY o.id LIMIT ?",
+            ORPHANS_SQL,
             (limit,),
         )
 

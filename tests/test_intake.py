@@ -303,3 +303,18 @@ async def test_a_batch_and_its_cursor_are_committed_without_a_sync_of_their_own(
     assert statements.count("COMMIT") == 1 and level == "NORMAL"
     cursor = await inbox.cursors.get("INBOX")
     assert cursor is not None and cursor.last_uid == 2
+
+
+async def test_in_a_batch_a_message_id_already_stored_or_seen_earlier_in_it_is_a_duplicate(
+    inbox: Store,
+) -> None:
+    """A batch looks its Message-IDs up at once: one stored before the batch, and one that comes
+    twice within it, are each taken in once."""
+    first = email("My data", "Please send me a copy of my data.", Message_ID="<one@example.org>")
+    second = email("Delete me", "Please delete my data.", Message_ID="<two@example.org>")
+    await take_in(inbox, message(first, 1), calendar=CALENDAR)
+    outcomes = await take_in_all(
+        inbox, [message(first, 2), message(second, 3), message(second, 4)], calendar=CALENDAR
+    )
+    assert [o.action for o in outcomes] == ["duplicate", "opened_case", "duplicate"]
+    assert len(await inbox.cases.select()) == 2

@@ -9,8 +9,10 @@ and SMTP senders themselves are tested against the Slack stand-in and aiosmtpd e
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +20,7 @@ from bot.backoff import Backoff
 from bot.outbox import MessageBackoff, OutboxWorker
 from core.errors import Refused, TryLater, Unavailable
 from storage.models import OutboxRow
-from storage.outbox import Delivered
+from storage.outbox import KINDS, ORPHANS_SQL, POSTS, Delivered, due_sql
 from storage.store import Store, Tx
 from tests.support.factory import NOW, new_case
 
@@ -250,3 +252,28 @@ async def test_the_started_marks_are_durable_and_only_slack_deliveries_are_recor
     assert {lvl for lvl, sqls in done if not any(f"WHERE id = {e}" in q for q in sqls for e in emails)} == {
         "NORMAL"
     }
+
+
+@pytest.mark.parametrize(
+    ("kinds", "held"),
+    [(KINDS, ()), (("email",), ()), (("home",), ()), (POSTS, ("C0STAFF01", None))],
+    ids=["all", "email", "home", "held lanes"],
+)
+def test_the_due_rows_are_found_in_the_index_order_without_sorting_what_waits(
+    migrated_database: Path, kinds: tuple[str, ...], held: tuple[str | None, ...]
+) -> None:
+    """With thousands waiting, each round reads only up to its limit: SQLite walks `outbox_due`
+    (migration 0008) in the query's order instead of sorting every waiting row."""
+    lanes = [lane for lane in held if lane is not None]
+    sql = due_sql(len(kinds), len(lanes), None in held)
+    with sqlite3.connect(migrated_database) as conn:
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", (*kinds, "now", *lanes, 20))]
+    assert plan[0] == "SCAN o USING INDEX outbox_due", plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
+
+
+def test_orphans_are_looked_for_from_the_failed_rows(migrated_database: Path) -> None:
+    with sqlite3.connect(migrated_database) as conn:
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {ORPHANS_SQL}", (50,))]
+    assert plan[:2] == ["SCAN p USING INDEX outbox_failed", "SEARCH o USING INDEX outbox_parent (parent_id=?)"]
+

@@ -24,11 +24,10 @@ from handlers.cases.acknowledgement import Acknowledgements, acknowledge
 from handlers.cases.actions import end_wait
 from handlers.cases.deadlines import Calendar
 from handlers.cases.inventory import Inventory, checklist_for
-from handlers.classify.classifier import Classification, classify
+from handlers.cases.reading import Read, read_all
 from handlers.mail_in.forwards import forwarded_sender
 from handlers.mail_in.lookalike import ascii_domain
-from handlers.mail_in.parsing import InboundEmail, parse_email, strip_attachments, synthetic_message_id
-from handlers.mail_in.sender_check import SenderCheck, check_sender
+from handlers.mail_in.parsing import InboundEmail, strip_attachments, synthetic_message_id
 from storage.db import iso
 from storage.models import Case
 from storage.store import Store, Tx
@@ -90,14 +89,6 @@ class IntakeRules:
 NO_RULES = IntakeRules()
 
 
-@dataclass(frozen=True, slots=True)
-class _Read:
-    email: InboundEmail
-    verdict: Classification
-    sender: SenderCheck
-    raw: bytes
-
-
 async def take_in(
     store: Store,
     message: IncomingMessage,
@@ -132,6 +123,7 @@ async def take_in_all(
     calendar: Calendar,
     rules: IntakeRules = NO_RULES,
     now: datetime | None = None,
+    reads: Sequence[Read] | None = None,
 ) -> list[IntakeOutcome]:
     """`take_in` for several messages of one folder, in UID order, in one transaction: all of
     them are taken in and the cursor advanced past the last, or (if any raises) none and the
@@ -139,19 +131,26 @@ async def take_in_all(
     thousands be taken in quickly; the caller retries one at a time when a batch fails. The
     commit is not durable: a power loss that takes it back takes the cursor back with it, and
     the mail is fetched again (nothing is sent about these cases before the outbox's durable
-    "started" mark, which makes this commit durable too: storage.db)."""
+    "started" mark, which makes this commit durable too: storage.db).
+
+    `reads`: the messages already read (handlers.cases.reading, with these `rules`), one per
+    message; else they are read here, in a thread."""
     if not messages:
         return []
     first = messages[0]
     if any((m.folder, m.uidvalidity) != (first.folder, first.uidvalidity) for m in messages):
         raise ValueError("a batch is taken in from one folder under one UIDVALIDITY")
-    # parsing and classifying are CPU work that pathological mail can stretch: off the event loop
-    reads = await asyncio.to_thread(
-        lambda: [_read(m.raw, rules.authserv_id, rules.own_domain) for m in messages]
-    )
+    if reads is None:  # CPU work that pathological mail can stretch: off the event loop
+        reads = await asyncio.to_thread(
+            read_all, [m.raw for m in messages], rules.authserv_id, rules.own_domain
+        )
+    elif len(reads) != len(messages):
+        raise ValueError(f"{len(reads)} reads for {len(messages)} messages")
     async with store.transaction(now=now or system_clock(), durable=False) as tx:
+        stored = await tx.mail.stored_of([read.email.message_id for read in reads])
         outcomes = [
-            await _record(tx, m, read, calendar, rules) for m, read in zip(messages, reads, strict=True)
+            await _record(tx, m, read, calendar, rules, stored)
+            for m, read in zip(messages, reads, strict=True)
         ]
         last = max(m.uid for m in messages)
         await tx.cursors.advance(first.folder, uidvalidity=first.uidvalidity, uid=last)
@@ -165,12 +164,6 @@ async def take_in_all(
         else:
             logger.debug("uid %d: %s", message.uid, outcome.action)
     return outcomes
-
-
-def _read(raw: bytes, authserv_id: str | None, own_domain: str) -> _Read:
-    email = parse_email(raw)
-    kept = strip_attachments(raw) if email.attachments else raw  # nothing to remove: no second parse
-    return _Read(email, classify(email), check_sender(email, authserv_id, own_domain=own_domain), kept)
 
 
 async def take_in_unparsed(
@@ -238,11 +231,14 @@ async def take_in_unparsed(
 
 
 async def _record(
-    tx: Tx, message: IncomingMessage, read: _Read, calendar: Calendar, rules: IntakeRules
+    tx: Tx, message: IncomingMessage, read: Read, calendar: Calendar, rules: IntakeRules, stored: set[str]
 ) -> IntakeOutcome:
+    """Take one message in; `stored`: the Message-IDs among the batch's already stored (this
+    one's is added to it)."""
     email, verdict = read.email, read.verdict
-    if await tx.mail.exists(email.message_id):
+    if email.message_id in stored:
         return IntakeOutcome("duplicate", email.message_id)
+    stored.add(email.message_id)
 
     if rules.mail_from and _same_address(email.from_addr, rules.mail_from):
         await tx.mail.add(**_email_fields(message, read, case_id=None, disposition="automated"))
@@ -324,7 +320,7 @@ def _same_address(address: str, ours: str) -> bool:
 
 
 async def _follow_up(
-    tx: Tx, case: Case, message: IncomingMessage, read: _Read, calendar: Calendar, rules: IntakeRules
+    tx: Tx, case: Case, message: IncomingMessage, read: Read, calendar: Calendar, rules: IntakeRules
 ) -> IntakeOutcome:
     """Store an email on the case it continues; the requester's answer ends a wait."""
     email, verdict = read.email, read.verdict
@@ -413,7 +409,7 @@ async def _case_followed_up(tx: Tx, email: InboundEmail) -> Case | None:
 
 
 def _email_fields(
-    message: IncomingMessage, read: _Read, *, case_id: int | None, disposition: str
+    message: IncomingMessage, read: Read, *, case_id: int | None, disposition: str
 ) -> dict[str, object]:
     email, verdict = read.email, read.verdict
     return {
@@ -456,5 +452,5 @@ def _email_fields(
         "size": max(message.size, email.size),
         "sender_check": read.sender.status,
         "sender_check_detail": read.sender.detail,
-        "raw": read.raw,
+        "raw": read.kept(message.raw),
     }

@@ -164,7 +164,7 @@ class WordPattern:
 
     def possible(self, index: WordIndex) -> bool:
         """False when no word of the indexed text starts the way a match must start."""
-        return self.anchors is None or any(anchor in index for anchor in self.anchors)
+        return self.anchors is None or any(map(index.__contains__, self.anchors))
 
     def finditer(self, text: str, index: WordIndex | None = None) -> Iterator[re.Match[str]]:
         """Non-overlapping matches in `text`, left to right, as `re.finditer` would give them.

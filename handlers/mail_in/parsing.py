@@ -14,12 +14,14 @@ import email.errors
 import email.header
 import email.policy
 import email.utils
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
 from email.parser import BytesParser
+from typing import Any
 
 from handlers.mail_in.body_text import html_to_text, split_reply
 
@@ -537,6 +539,29 @@ def _looks_like_mail(msg: Message, raw: bytes) -> bool:
     return bool(keys & known)
 
 
+class _ParsedOncePolicy(email.policy.EmailPolicy):
+    """`email.policy.default`, except that a short header value is parsed once: the default
+    policy parses a header again each time it is read, and reading one message reads its
+    Content-Type a dozen times (type, charset, format, name, ...). Parsing is deterministic and
+    the parsed header is immutable, so one parse of a value serves every message that has it."""
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        if hasattr(value, "name") or len(value) > _PARSED_ONCE_MAX:
+            return super().header_fetch_parse(name, value)
+        return _parsed_header(name, value)
+
+
+_PARSED_ONCE_MAX = 1000  # longer values are parsed each time (bounding what the cache holds)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_header(name: str, value: str) -> Any:
+    return email.policy.default.header_fetch_parse(name, value)
+
+
+_POLICY = _ParsedOncePolicy()
+
+
 def parse_email(raw: bytes) -> InboundEmail:
     """Parse raw RFC 5322 bytes into an `InboundEmail`. Never raises.
 
@@ -548,13 +573,13 @@ def parse_email(raw: bytes) -> InboundEmail:
     problems: list[str] = []
     raw = _normalise_raw(raw, problems)
     try:
-        msg = BytesParser(policy=email.policy.default).parsebytes(raw)
+        msg = BytesParser(policy=_POLICY).parsebytes(raw)
     except RecursionError:
         # MIME parts nested hundreds deep: the stdlib parser recurses once per level. The headers
         # (sender, subject, threading) are still read; the body is left in the stored raw message.
         problems.append("MIME parts nested too deep to read: the body was not read")
         try:
-            msg = BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True)
+            msg = BytesParser(policy=_POLICY).parsebytes(raw, headersonly=True)
         except Exception as e:
             return _unreadable(raw, f"could not parse: {type(e).__name__}")
     except Exception as e:  # the parser is lenient; this is for truly pathological input

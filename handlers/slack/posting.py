@@ -14,7 +14,7 @@ fallback, else `Refused`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -89,11 +89,18 @@ class SlackSender:
         self.calendar = calendar
         self.clock = clock
         self.writer = writer
+        self._prepared: dict[int, Case] = {}  # row id -> its case, read for the batch
+
+    async def prepare(self, rows: Sequence[OutboxRow]) -> None:
+        """Read the cases of a batch's rows in one query (not one per row): `send` takes each
+        row's case from here once, so nothing read here outlives the batch."""
+        cases = await self.store.read.cases.get_many({r.case_id for r in rows if r.case_id is not None})
+        self._prepared = {r.id: cases[r.case_id] for r in rows if r.case_id in cases}
 
     async def send(self, row: OutboxRow) -> Delivered:
         """Post or update the row's message; raises `Unavailable` or `Refused`."""
         assert row.case_id is not None
-        case = await self.store.read.cases.get(row.case_id)
+        case = self._prepared.pop(row.id, None) or await self.store.read.cases.get(row.case_id)
         if case is None:
             raise Refused("the case no longer exists")
         try:
