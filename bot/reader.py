@@ -42,6 +42,11 @@ class MailReader:
         self._lock = threading.Lock()
         self.started = 0  # workers started so far (for tests and the log)
 
+    @property
+    def running(self) -> bool:
+        """Whether a worker is started (or starting)."""
+        return self._pool is not None
+
     def submit(self, raws: list[bytes]) -> Future[list[Read]]:
         """Start reading `raws` in the worker; the future holds their reads, in order, or the
         error that stopped it (then read them elsewhere)."""

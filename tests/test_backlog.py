@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sqlite3
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 
@@ -75,8 +77,11 @@ async def test_a_backlog_of_200_is_taken_in_in_batches_exactly_once_with_the_cur
     settings: Settings, store: Store, mailbox: MailUser
 ) -> None:
     await append_all(mailbox, [request_email(n) for n in range(200)])
-    async with watching(settings, store) as (_, outcomes):
+    async with watching(settings, store) as (watcher, outcomes):
         await wait_until(lambda: len(outcomes) == 200, 60)
+        assert watcher.reader is not None
+        await wait_until(lambda: not watcher.reader.running, 10)  # stopped once the backlog is in
+        assert watcher.reader.started == 1  # read in the worker process
         await asyncio.sleep(0.3)
     assert [o.action for o in outcomes] == ["opened_case"] * 200
     assert len({o.case_ref for o in outcomes}) == 200
@@ -94,7 +99,7 @@ async def test_a_batch_that_cannot_be_taken_in_at_once_is_taken_in_one_message_a
 ) -> None:
     await append_all(mailbox, [request_email(n) for n in range(5)])
 
-    async def refused(messages: list[IncomingMessage]) -> list[IntakeOutcome]:
+    async def refused(messages: list[IncomingMessage], reads: object) -> list[IntakeOutcome]:
         raise RuntimeError("a bug in taking a batch in")
 
     async with watching(settings, store) as (watcher, outcomes):
@@ -184,3 +189,43 @@ def test_a_stored_message_read_again_keeps_its_attachments_sizes() -> None:
     assert [(a.filename, a.size) for a in after.attachments] == [
         (a.filename, a.size) for a in before.attachments
     ]
+
+
+def _reader_workers() -> list[int]:
+    """The pids of this process's children that are a reader's worker (multiprocessing's spawn)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if parent == os.getpid() and b"multiprocessing.spawn" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+async def test_a_reader_worker_killed_mid_backlog_loses_nothing_and_another_takes_over(
+    settings: Settings, store: Store, mailbox: MailUser
+) -> None:
+    """The worker that reads a backlog is killed (as the OOM killer would): the batch it held is
+    read in the bot's own process, the next batch starts a new worker, every message is taken
+    in exactly once."""
+    n = 600
+    await append_all(mailbox, [request_email(i) for i in range(n)])
+    async with watching(settings, store) as (watcher, outcomes):
+        await wait_until(lambda: _reader_workers(), 30, every=0.005)
+        await wait_until(lambda: outcomes, 30, every=0.005)
+        for pid in _reader_workers():
+            os.kill(pid, signal.SIGKILL)
+        killed_at = len(outcomes)
+        await wait_until(lambda: len(outcomes) == n, 120)
+    assert killed_at < n, "the backlog was in before the worker could be killed"
+    assert watcher.reader is not None and watcher.reader.started >= 2
+    assert [o.action for o in outcomes] == ["opened_case"] * n
+    assert await store.mail.counts() == {"opened_case": n}
+    cursor = await store.cursors.get("INBOX")
+    assert cursor is not None and cursor.last_uid == n
