@@ -2,8 +2,10 @@
 
 Each round takes, for each destination, the rows that are due (roots first, updates last,
 otherwise oldest first), marks those it will try started — `START_BATCH` at a time, in one durable
-commit, before any is sent — and hands each to the sender of its kind (Slack or SMTP), then records
-what came of it:
+commit, before any is sent — lets their sender read ahead what they need (`Prepares`), and hands
+each to the sender of its kind (Slack or SMTP), then records what came of it. The rows of a batch
+for different cases go side by side (`_chains`: each case's own messages in order, at most
+`IN_FLIGHT` calls at once), so that our work on one overlaps Slack's on another:
 
 - delivered → done, with its result (the Slack ts, the accepted Message-ID), and whatever follows
   in the case (the sender's `sent`), in one transaction: for Slack posts, one for the batch and

@@ -15,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import build_client
 from bot.backoff import Backoff
-from bot.outbox import OutboxWorker
+from bot.outbox import IN_FLIGHT, OutboxWorker
 from bot.settings import Settings
 from handlers.cases.deadlines import Calendar
 from handlers.cases.intake import IncomingMessage, take_in
@@ -224,8 +224,9 @@ async def test_a_crash_after_a_round_marked_its_roots_started_posts_each_root_on
     now = datetime.now(UTC)  # the history search compares our clock with Slack's timestamps
 
     def crash(message: dict[str, object]) -> None:
-        # the round marked its four roots started in one commit; Slack stores the first, and
-        # the process dies before the answer arrives: three were never sent at all
+        # the round marked its four roots started in one commit; Slack stores the first (and
+        # any sent side by side with it), and the process dies before the answer arrives: the
+        # others were never sent at all
         attempt.cancel()
 
     slack.on_message_posted = crash
@@ -235,7 +236,7 @@ async def test_a_crash_after_a_round_marked_its_roots_started_posts_each_root_on
     slack.on_message_posted = None
     rows = [r for r in await store.outbox.due(now=now) if r.kind == "root"]
     assert len(rows) == 4 and all(r.started_at is not None and r.result is None for r in rows)
-    assert len(slack.roots(CHANNEL)) == 1
+    assert 1 <= len(slack.roots(CHANNEL)) <= IN_FLIGHT
 
     await publish_pending(publisher(store, client, now=now))  # "after the restart"
     refs = [r["metadata"]["event_payload"]["case_ref"] for r in slack.roots(CHANNEL)]
