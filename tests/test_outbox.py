@@ -275,5 +275,7 @@ def test_the_due_rows_are_found_in_the_index_order_without_sorting_what_waits(
 def test_orphans_are_looked_for_from_the_failed_rows(migrated_database: Path) -> None:
     with sqlite3.connect(migrated_database) as conn:
         plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {ORPHANS_SQL}", (50,))]
-    assert plan[:2] == ["SCAN p USING INDEX outbox_failed", "SEARCH o USING INDEX outbox_parent (parent_id=?)"]
-
+    assert plan[:2] == [
+        "SCAN p USING INDEX outbox_failed",
+        "SEARCH o USING INDEX outbox_parent (parent_id=?)",
+    ]
