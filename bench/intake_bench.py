@@ -54,6 +54,7 @@ TEXTS = [
     ("Auskunftsersuchen", "Guten Tag, bitte senden Sie mir eine Kopie meiner personenbezogenen Daten."),
 ]
 BIG_ATTACHMENT = 20 * 1024 * 1024
+POLL = 0.2  # seconds between two looks at the backlog's progress (the figures are that precise)
 
 
 def _mail(n: int, subject: str, body: str) -> EmailMessage:
@@ -286,9 +287,11 @@ async def backlog(n: int, *, big_attachments: bool, rate: float = 0.0) -> None:
             memory = PeakMemory(product.pid)
             try:
                 t_first = await wait_for(lambda: stored() >= 1, 1800, 0.01)
-                t_stored = await wait_for(lambda: stored() >= total, 1800, 0.05)
-                t_roots = await wait_for(lambda: posted.update().roots >= total, 1800, 0.05)
-                t_replies = await wait_for(lambda: waiting() == 0, 1800, 0.05)
+                # polled every 0.2 s: this process also runs the stand-in, whose time the
+                # polling (a query of the product's database each time) would take
+                t_stored = await wait_for(lambda: stored() >= total, 1800, POLL)
+                t_roots = await wait_for(lambda: posted.update().roots >= total, 1800, POLL)
+                t_replies = await wait_for(lambda: waiting() == 0, 1800, POLL)
                 rss, helpers = memory.stop()
             finally:
                 product.send_signal(signal.SIGTERM)

@@ -99,9 +99,12 @@ PACED_INTERVAL = 1.05
 #: Seconds without a 429 after which a paced lane goes back to full speed.
 QUIET_PERIOD = 60.0
 #: How many of a round's rows are marked started together, in one transaction, before they are
-#: sent one after the other: one commit for them all instead of one each. A crash after the mark
-#: costs each of them a look in Slack before it is sent (it is found there or posted once).
-START_BATCH = 50
+#: sent: one commit for them all instead of one each (while a backlog is taken in, each commit
+#: waits for the intake batch in progress). A crash after the mark costs each of them a look in
+#: Slack before it is sent (it is found there or posted once).
+START_BATCH = 100
+#: How many due rows a round takes at most, for each destination.
+ROUND_LIMIT = 100
 #: How many calls may be in flight at once: a batch's rows for different cases are sent side by
 #: side (`_chains`), so that our work on one overlaps with Slack's on another.
 IN_FLIGHT = 4
@@ -333,7 +336,7 @@ class OutboxWorker:
                 continue
             held = self._waiting_lanes(name, lambda pace, now: now < pace.next_post)
             chosen: list[tuple[OutboxRow, Sender, str]] = []
-            for row in await self.store.outbox.due(now=self.clock(), kinds=kinds, held=held):
+            for row in await self.store.outbox.due(now=self.clock(), kinds=kinds, held=held, limit=ROUND_LIMIT):
                 sender = self._senders[row.kind]
                 lane = sender.lane(row)
                 self._lanes[(name, row.lane)] = lane
