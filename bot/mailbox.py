@@ -75,6 +75,10 @@ STORAGE_RETRY_CAP = 30.0
 FETCH_BATCH_BYTES = 4 * 1024 * 1024  # fetch (and take in) at most this much small mail at once
 FETCH_BATCH_COUNT = 50
 MIME_HEADERS_PER_FETCH = 200  # a big message's part headers are asked for this many at a time
+#: From how many new messages on a sync a backlog is read in the reader's worker (fewer are read in
+#: the bot's own process: starting the worker takes about half a second, which a burst of mail
+#: would wait for).
+READ_AHEAD_FROM = 200
 IDLE_CHECK_SECONDS = 1.0  # how often the IDLE loop looks at the stop flag
 
 
@@ -238,6 +242,7 @@ class MailboxWatcher:
                     self.reader.release()  # the backlog is in
                 return
             held: tuple[list[IncomingMessage], Future[list[Read]] | None] | None = None
+            ahead = len(uids) >= READ_AHEAD_FROM  # a backlog: worth starting the worker for
             for batch in self._batches(client, uids):
                 if self._stop.is_set():
                     return
@@ -253,7 +258,7 @@ class MailboxWatcher:
                     if b"BODY[]" in data.get(uid, {})  # else expunged meanwhile
                 ]
                 del data  # the batch is held once, as messages
-                reading = self._read_ahead(messages)
+                reading = self._read_ahead(messages) if ahead else None
                 if held is not None:
                     self._take_all(*held)  # the batch before, while this one is being read
                 held = (messages, reading)

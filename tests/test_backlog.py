@@ -105,6 +105,7 @@ async def test_a_batch_that_cannot_be_taken_in_at_once_is_taken_in_one_message_a
     async with watching(settings, store) as (watcher, outcomes):
         watcher.deliver_all = refused
         await wait_until(lambda: len(outcomes) == 5, 20)
+    assert watcher.reader is not None and watcher.reader.started == 0  # a burst: read here
     assert [o.action for o in outcomes] == ["opened_case"] * 5
     cursor = await store.cursors.get("INBOX")
     assert cursor is not None and cursor.last_uid == 5
