@@ -373,12 +373,12 @@ class OutboxWorker:
         destination = self.destinations[name]
         attempted = False
         for row, sender, lane in chain:
-            if destination.paused or self._held(name, lane):  # paused, or a 429, since
-                await self.store.outbox.not_attempted(row.id, started=row.started_at is not None)
-                continue
-            if row.kind == "erase":  # it deletes the thread's replies: those posted too
-                await self._record_posted(posted)
-            async with self._in_flight:
+            async with self._in_flight:  # a slot first: a 429 may come in while waiting for it
+                if destination.paused or self._held(name, lane):  # paused, or a 429, since
+                    await self.store.outbox.not_attempted(row.id, started=row.started_at is not None)
+                    continue
+                if row.kind == "erase":  # it deletes the thread's replies: those posted too
+                    await self._record_posted(posted)
                 delivered = await self._attempt(row, sender, lane)
             attempted = True
             if delivered is not None and sender.finds_deliveries and row.kind in POSTS:
