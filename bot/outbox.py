@@ -247,8 +247,8 @@ class OutboxWorker:
         #: the rows of a waiting lane are left out of the query
         self._lanes: dict[tuple[str, str | None], str] = {}
         self.database = Outage("the database (outbox)", logger)
-        #: the destination of the message being sent right now, if any (a stop waits for an email)
-        #: the destination of each call in flight (at most `IN_FLIGHT` at once)
+        #: the destination of each call in flight (at most `IN_FLIGHT` at once; a stop waits for
+        #: an email: `sending`)
         self._sending: list[str] = []
         self._in_flight = asyncio.Semaphore(IN_FLIGHT)
         self._database_backoff = Backoff(base=1.0, cap=60.0)
@@ -579,9 +579,10 @@ _NAMES = {"slack": "Slack", "smtp": "SMTP server"}
 
 def _chains(batch: list[tuple[OutboxRow, Sender, str]]) -> list[list[tuple[OutboxRow, Sender, str]]]:
     """A batch's rows in the chains that may be sent side by side, each in the batch's order:
-    the roots (so that cases come into the channel in their order), each case's other Slack posts
-    (its thread stays in order), and everything else (updates, the App Home, email) as one
-    chain. A batch with an erase (which deletes a thread's replies) is one chain."""
+    each case's Slack posts (its root before its thread, the thread in order; roots of cases
+    sent side by side may reach the channel a few places out of order), and everything else
+    (updates, the App Home, email) as one chain. A batch with an erase (which deletes a thread's
+    replies) is one chain."""
     if any(row.kind == "erase" for row, _, _ in batch):
         return [batch]
     chains: dict[object, list[tuple[OutboxRow, Sender, str]]] = {}

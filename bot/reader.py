@@ -8,8 +8,10 @@ and posting then overlap, each on its own CPU when there is one.
 
 - One worker (`concurrent.futures.ProcessPoolExecutor`, spawned: no copy of the bot's threads or
   connections), started by the first batch and stopped by `release()` when the backlog is in
-  (the watcher calls it before it waits for new mail): the ~35 MB it costs are held only while
-  there is a backlog. Single messages, as IDLE brings them, are read in the bot's own process.
+  (the watcher calls it before it waits for new mail): the ~50 MB it costs (the worker and
+  multiprocessing's helper process) are held only while there is a backlog. The watcher uses it
+  for a backlog only (`bot.mailbox.READ_AHEAD_FROM`); a burst of mail, and single messages as
+  IDLE brings them, are read in the bot's own process.
 - The worker imports handlers.cases.reading only (the parser, the classifier and its model), and
   gets nothing but raw bytes and the two intake rules reading needs.
 - Whatever goes wrong in the worker (an exception, a worker that died) fails that batch's
