@@ -336,7 +336,9 @@ class OutboxWorker:
                 continue
             held = self._waiting_lanes(name, lambda pace, now: now < pace.next_post)
             chosen: list[tuple[OutboxRow, Sender, str]] = []
-            for row in await self.store.outbox.due(now=self.clock(), kinds=kinds, held=held, limit=ROUND_LIMIT):
+            for row in await self.store.outbox.due(
+                now=self.clock(), kinds=kinds, held=held, limit=ROUND_LIMIT
+            ):
                 sender = self._senders[row.kind]
                 lane = sender.lane(row)
                 self._lanes[(name, row.lane)] = lane
