@@ -25,10 +25,12 @@ Pacing. Slack allows about one message per second per channel, with short bursts
 429 with `Retry-After` beyond that. The outbox posts at full speed while Slack accepts. Once a
 lane has answered 429, every row bound for it waits out `Retry-After` (not only the row that got
 the 429), then goes at one post per `PACED_INTERVAL`, until Slack has not answered 429 there for
-`QUIET_PERIOD`; then full speed again. The other lanes and destinations go on meanwhile: the rows
-of a lane that must wait are left out of the query (`Outbox.due(held=...)`), so a long backlog in
-one channel does not hide the rows of another behind it, and within a lane the order stays that
-of `due` (new cases' roots before older threads' replies and notes).
+`QUIET_PERIOD`; then full speed again, but one call in flight at a time there (the rows of a
+batch otherwise go side by side, and would spend Slack's burst at once). The other lanes and
+destinations go on meanwhile: the rows of a lane that must wait are left out of the query
+(`Outbox.due(held=...)`), so a long backlog in one channel does not hide the rows of another
+behind it, and within a lane the order stays that of `due` (new cases' roots before older
+threads' replies and notes).
 
 For this the outbox's Slack client must not retry 429s itself: slack-sdk's
 `AsyncRateLimitErrorRetryHandler` sleeps `Retry-After` inside the call and retries just that call,
@@ -53,6 +55,7 @@ Answers to a person's own action (acks, modals, ephemeral messages) do not come 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -251,6 +254,8 @@ class OutboxWorker:
         #: an email: `sending`)
         self._sending: list[str] = []
         self._in_flight = asyncio.Semaphore(IN_FLIGHT)
+        #: lanes that have answered 429: one call in flight there at a time from then on
+        self._lane_slots: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._database_backoff = Backoff(base=1.0, cap=60.0)
         self._wake = asyncio.Event()
         self._alarm_sender = next((s for s in senders if isinstance(s, StorageAlarmSender)), None)
@@ -375,7 +380,9 @@ class OutboxWorker:
         destination = self.destinations[name]
         attempted = False
         for row, sender, lane in chain:
-            async with self._in_flight:  # a slot first: a 429 may come in while waiting for it
+            # a slot first (a 429 may come in while waiting for it); a lane that has answered 429
+            # gets one call at a time, even at full speed again, so that a burst is not four
+            async with self._in_flight, self._lane_slots.get((name, lane)) or contextlib.nullcontext():
                 if destination.paused or self._held(name, lane):  # paused, or a 429, since
                     await self.store.outbox.not_attempted(row.id, started=row.started_at is not None)
                     continue
@@ -453,6 +460,7 @@ class OutboxWorker:
 
     def _rate_limited(self, destination: str, lane: str, retry_after: float) -> None:
         now = self.monotonic()
+        self._lane_slots.setdefault((destination, lane), asyncio.Semaphore(1))
         pace = self.paces.get((destination, lane))
         if pace is None:
             pace = self.paces[(destination, lane)] = Pace(now)

@@ -365,3 +365,37 @@ async def test_answers_to_a_person_do_not_wait_behind_a_paced_backlog(
     assert result["ack_seconds"] < 1.0
     assert answered < 1.0 and opened < 1.0, (answered, opened)
     assert waiting > 20  # the backlog was still being paced while they were answered
+
+
+async def test_once_a_channel_has_answered_429_it_gets_one_call_at_a_time_even_at_full_speed(
+    store: Store,
+) -> None:
+    """At full speed the outbox sends several calls side by side; in a channel that has answered
+    429 that would spend Slack's burst at once and earn a 429 for each call in flight, each time
+    the channel is at full speed again. So there, one at a time: one 429 at most per burst."""
+    await cases_with_replies(store, 30)
+    clock = Monotonic()
+    slack = LimitedSlack(clock, rate=1.0, burst=3)
+    in_flight, most = 0, 0
+    send = slack.send
+
+    async def counted(row: OutboxRow) -> Delivered:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            return await send(row)
+        finally:
+            in_flight -= 1
+
+    slack.send = counted  # type: ignore[method-assign]
+    worker = OutboxWorker(store, [slack], clock=lambda: NOW, monotonic=clock)
+    await worker.work_once()  # a fresh channel at full speed: calls side by side, then a 429
+    assert most > 1 and slack.limited
+    first = len(slack.limited)
+    clock.now += QUIET_PERIOD + 1  # quiet again: full speed, but one call at a time
+    slack.buckets.clear()
+    most = 0
+    await worker.work_once()
+    assert most == 1
+    assert len(slack.limited) - first == 1  # the burst's end, once
