@@ -21,8 +21,10 @@ and posting then overlap, each on its own CPU when there is one.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import multiprocessing
+import sys
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -54,6 +56,7 @@ class MailReader:
         error that stopped it (then read them elsewhere)."""
         with self._lock:
             if self._pool is None:
+                _main_as_a_package_main()
                 self._pool = ProcessPoolExecutor(
                     max_workers=1, mp_context=multiprocessing.get_context("spawn")
                 )
@@ -94,3 +97,17 @@ class MailReader:
             "the worker process reading mail stopped (%s); it is started again", type(error).__name__
         )
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _main_as_a_package_main() -> None:
+    """Keep a spawned worker from importing the bot's command line again.
+
+    multiprocessing's spawn has the worker import the parent's `__main__` module once more. For
+    `python -m bot run` it skips that (a package's `__main__` runs its code unguarded, so spawn
+    never imports one). For the installed `privacy-desk` script it would import the script and,
+    with it, the whole command line (about 20 MB more in the worker). The script stands for
+    `python -m bot`, so it is named so (`__main__.__spec__`, which spawn reads to choose); a
+    `__main__` that already has a spec is left as it is."""
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__spec__", None) is None and hasattr(main, "__file__"):
+        main.__spec__ = importlib.util.find_spec("bot.__main__")
