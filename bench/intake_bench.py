@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.dovecot import Dovecot, MailUser  # noqa: E402
+from tests.support.processes import descendants  # noqa: E402
 from tests.support.slack_standin import SlackStandIn  # noqa: E402
 
 CHANNEL = "C0STAFF01"
@@ -124,7 +125,7 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.1):
-            for pid in [self.pid, *_descendants(self.pid)]:
+            for pid in [self.pid, *descendants(self.pid)]:
                 peak = peak_rss_mb(pid)
                 if peak == peak:  # not NaN: it still lives
                     self.peaks[pid] = max(self.peaks.get(pid, 0.0), peak)
@@ -137,23 +138,6 @@ class PeakMemory:
         others = [round(peak) for pid, peak in self.peaks.items() if pid != self.pid]
         print(f"  (peaks of the processes the product started, MB: {others})")
         return own, sum(peak for pid, peak in self.peaks.items() if pid != self.pid)
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below `pid` (by their parent ids in /proc)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
-    below, frontier = [], [pid]
-    while frontier:
-        frontier = [child for child, parent in parents.items() if parent in frontier]
-        below += frontier
-    return below
 
 
 def peak_rss_mb(pid: int) -> float:

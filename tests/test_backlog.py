@@ -20,6 +20,7 @@ from handlers.mail_in.parsing import parse_email, strip_attachments
 from storage.store import Store
 from tests.conftest import wait_until
 from tests.support.dovecot import MailUser
+from tests.support.processes import descendants
 from tests.test_mailbox import request_email, watching
 
 
@@ -195,17 +196,13 @@ def test_a_stored_message_read_again_keeps_its_attachments_sizes() -> None:
 def _reader_workers() -> list[int]:
     """The pids of this process's children that are a reader's worker (multiprocessing's spawn)."""
     pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in descendants(os.getpid()):
         try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if parent == os.getpid() and b"multiprocessing.spawn" in cmdline:
-            pids.append(int(entry.name))
+        if b"multiprocessing.spawn" in cmdline:
+            pids.append(pid)
     return pids
 
 
