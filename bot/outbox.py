@@ -124,7 +124,8 @@ class Sender(Protocol):
         ...
 
     async def sent(self, tx: Tx, row: OutboxRow, delivered: Delivered) -> None:
-        """What follows, in the case, from the row being delivered (inside the transaction)."""
+        """What follows, in the case, from the row being delivered (inside the transaction,
+        which may run in the database's thread: it awaits nothing but `tx`)."""
         ...
 
     async def refused(self, tx: Tx, row: OutboxRow, reason: str) -> None:
@@ -409,11 +410,15 @@ class OutboxWorker:
         recorded alone. Empties `posted`."""
         if not posted:
             return
+
+        async def record(tx: Tx) -> None:
+            for row, sender, delivered in posted:
+                await tx.outbox.mark_done(row.id, result=delivered.result, channel=delivered.channel)
+                await sender.sent(tx, row, delivered)
+
         try:
-            async with self.store.transaction(now=self.clock(), durable=False) as tx:
-                for row, sender, delivered in posted:
-                    await tx.outbox.mark_done(row.id, result=delivered.result, channel=delivered.channel)
-                    await sender.sent(tx, row, delivered)
+            # a hundred rows' statements: run where the database is, not one trip each
+            await self.store.in_thread(record, now=self.clock(), durable=False)
             self.storage_changed(None)
         except (sqlite3.OperationalError, StorageError):
             raise  # the database itself: the loop waits and retries (the rows are found in Slack)

@@ -109,6 +109,23 @@ class Cases:
             (case.id, case.split_from_case_id or -1),
         )
 
+    async def linked_of(self, cases: Collection[Case]) -> dict[int, list[Case]]:
+        """`linked` for several cases in one query, by case id."""
+        ids = list({case.id for case in cases})
+        parents = list({case.split_from_case_id for case in cases if case.split_from_case_id is not None})
+        if not ids:
+            return {}
+        found = await self._db.fetch_all(
+            Case,
+            f"{_SELECT} WHERE c.split_from_case_id IN ({','.join('?' * len(ids))}) "
+            f"OR c.id IN ({','.join('?' * len(parents)) or 'NULL'}) ORDER BY c.id",
+            (*ids, *parents),
+        )
+        return {
+            case.id: [o for o in found if o.split_from_case_id == case.id or o.id == case.split_from_case_id]
+            for case in cases
+        }
+
     async def text(self, text_id: int | None) -> str:
         """A free text typed by staff ("" when there is none, or it was erased)."""
         if text_id is None:
@@ -218,6 +235,22 @@ class Cases:
         return await self._db.fetch_all(
             ChecklistItem, "SELECT * FROM checklist_items WHERE case_id = ? ORDER BY position", (case_id,)
         )
+
+    async def checklists(self, case_ids: Collection[int]) -> dict[int, list[ChecklistItem]]:
+        """`checklist` for several cases in one query, by case id (an empty list for none)."""
+        ids = list(dict.fromkeys(case_ids))
+        if not ids:
+            return {}
+        items = await self._db.fetch_all(
+            ChecklistItem,
+            f"SELECT * FROM checklist_items WHERE case_id IN ({','.join('?' * len(ids))}) "
+            "ORDER BY case_id, position",
+            ids,
+        )
+        by_case: dict[int, list[ChecklistItem]] = {case_id: [] for case_id in ids}
+        for item in items:
+            by_case[item.case_id].append(item)
+        return by_case
 
     async def replace_checklist(self, case_id: int, items: Sequence[tuple[str, str, str, str]]) -> None:
         """Set the checklist to `items` (system key, name, action, what to do); an item whose

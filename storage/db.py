@@ -39,11 +39,11 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext, suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
@@ -124,11 +124,58 @@ def record(cls: type[R], row: sqlite3.Row) -> R:
     return cls(**values)
 
 
+class _Connection(Protocol):
+    """What a `Session` uses of a connection: aiosqlite's, or `_Direct`."""
+
+    @property
+    def total_changes(self) -> int: ...
+
+    async def execute_fetchall(self, sql: str, parameters: Sequence[object]) -> Any: ...
+
+    async def execute_insert(self, sql: str, parameters: Sequence[object]) -> Any: ...
+
+
+class _Direct:
+    """The writer's own sqlite3 connection as a `Session` uses it, called in the writer's thread
+    itself: each statement runs at once, and a coroutine of statements on it never suspends (see
+    `Database.in_thread`). Its results are aiosqlite's."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    @property
+    def total_changes(self) -> int:
+        return self._conn.total_changes
+
+    async def execute_fetchall(self, sql: str, parameters: Sequence[object]) -> list[sqlite3.Row]:
+        return self._conn.execute(sql, parameters).fetchall()
+
+    async def execute_insert(self, sql: str, parameters: Sequence[object]) -> sqlite3.Row | None:
+        cursor = self._conn.execute(sql, parameters)
+        cursor.execute(
+            "SELECT last_insert_rowid()"
+        )  # as aiosqlite does (the connection's, for any statement)
+        row: sqlite3.Row | None = cursor.fetchone()
+        return row
+
+
+def _drive(coroutine: Coroutine[Any, Any, R]) -> R:
+    """Run a coroutine that never suspends to its end, here and now."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError(
+        "a transaction run in the database's thread waited for something else than the database"
+    )
+
+
 class Session:
     """Statements on one connection. With a lock, each statement takes it (for use outside a
     transaction); without, the caller already holds it (inside `Database.transaction`)."""
 
-    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock | None = None) -> None:
+    def __init__(self, conn: _Connection, lock: asyncio.Lock | None = None) -> None:
         self._conn = conn
         self._lock = lock
 
@@ -245,13 +292,46 @@ class Database:
         commit survives a power loss once it returns) unless `durable=False`: see the module's
         docstring for when that is enough."""
         async with self._lock:
-            synchronous = _FULL if durable else _NORMAL
-            if self._synchronous != synchronous:  # only outside a transaction
-                self._synchronous = None  # unknown until it is done (a cancellation meanwhile)
-                await self._writer.execute(f"PRAGMA synchronous = {synchronous}")
-                self._synchronous = synchronous
+            await self._set_synchronous(durable)
             async with _within(self._writer, None, "BEGIN IMMEDIATE", commit=True) as session:
                 yield session
+
+    async def in_thread(
+        self, body: Callable[[Session], Coroutine[Any, Any, R]], *, durable: bool = True
+    ) -> R:
+        """`transaction` for a body of many statements: `body(session)` runs as one transaction
+        in the writer's own thread, each statement called there directly, so that the hundreds of
+        statements of a batch cost no trip each between the event loop and that thread. The body
+        must await nothing but the session's statements (else: RuntimeError, rolled back).
+
+        A cancellation of the caller does not stop the body once it has started: it commits or
+        rolls back as it would have (the writer's thread runs one thing at a time, so nothing
+        else reaches the connection meanwhile)."""
+        async with self._lock:
+            await self._set_synchronous(durable)
+            writer = self._writer
+
+            def run() -> R:
+                conn = writer._conn  # aiosqlite's sqlite3 connection, in aiosqlite's thread
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = _drive(body(Session(_Direct(conn))))
+                    conn.commit()
+                except BaseException:
+                    with suppress(sqlite3.Error):
+                        conn.rollback()
+                    raise
+                return result
+
+            return await writer._execute(run)  # aiosqlite's queue to its thread: one trip
+
+    async def _set_synchronous(self, durable: bool) -> None:
+        """The writer's `synchronous` for the next transaction (the lock held, none in progress)."""
+        synchronous = _FULL if durable else _NORMAL
+        if self._synchronous != synchronous:
+            self._synchronous = None  # unknown until it is done (a cancellation meanwhile)
+            await self._writer.execute(f"PRAGMA synchronous = {synchronous}")
+            self._synchronous = synchronous
 
     @property
     async def synchronous(self) -> int:

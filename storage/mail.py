@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
 from core.clock import Clock
@@ -104,6 +104,16 @@ class Mail:
     async def get(self, email_id: int) -> StoredEmail | None:
         """One stored email."""
         return await self._db.fetch(StoredEmail, f"{_SELECT} WHERE e.id = ?", (email_id,))
+
+    async def get_many(self, email_ids: Collection[int]) -> dict[int, StoredEmail]:
+        """The stored emails with these ids, by id (those that exist)."""
+        ids = list(dict.fromkeys(email_ids))
+        if not ids:
+            return {}
+        emails = await self._db.fetch_all(
+            StoredEmail, f"{_SELECT} WHERE e.id IN ({','.join('?' * len(ids))})", ids
+        )
+        return {email.id: email for email in emails}
 
     async def of_case(self, case_id: int) -> list[StoredEmail]:
         """The emails stored on a case, in arrival order."""

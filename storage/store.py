@@ -18,10 +18,11 @@ models: `overview` (case listings), `stats` (the figures of summaries and report
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from core.clock import Clock, system_clock
 from storage.audit import Audit
@@ -39,6 +40,8 @@ from storage.retention import Retention
 from storage.stats import Stats
 
 __all__ = ["Repositories", "Store", "Tx"]
+
+R = TypeVar("R")
 
 
 class Repositories:
@@ -118,6 +121,18 @@ class Store(Repositories):
         harmless (storage.db says when)."""
         async with self._db.transaction(durable=durable) as session:
             yield Tx(session, now or self._clock())
+
+    async def in_thread(
+        self,
+        body: Callable[[Tx], Coroutine[Any, Any, R]],
+        *,
+        now: datetime | None = None,
+        durable: bool = True,
+    ) -> R:
+        """`await body(tx)` as one transaction, run in the database's own thread (for a batch of
+        hundreds of statements: storage.db `Database.in_thread`); `body` awaits nothing but `tx`."""
+        instant = now or self._clock()
+        return await self._db.in_thread(lambda session: body(Tx(session, instant)), durable=durable)
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[Repositories]:

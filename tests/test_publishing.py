@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+import shutil
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
@@ -21,6 +23,7 @@ from handlers.cases.deadlines import Calendar
 from handlers.cases.intake import IncomingMessage, take_in
 from handlers.jobs.days_left import DAYS_LEFT
 from handlers.slack.posting import SlackSender
+from storage.models import OutboxRow
 from storage.store import Store
 from tests.conftest import CHANNEL, FIXTURES, wait_until
 from tests.support.slack_standin import SlackStandIn
@@ -367,3 +370,59 @@ async def test_a_note_of_schema_3_posted_just_before_a_crash_is_found_by_its_wor
     await publish_pending(pub)
     assert len(slack.calls_to("chat.postMessage")) == posts  # found, not posted again
     assert [m["text"] for m in slack.replies(root["ts"])].count(words) == 1
+
+
+class OneByOne(SlackSender):
+    """The Slack sender without its batch reads: each row reads what it shows when it is sent."""
+
+    async def prepare(self, rows: Sequence[OutboxRow]) -> None:
+        pass
+
+
+async def test_a_batch_read_in_a_few_queries_posts_what_rows_read_one_by_one_post(
+    tmp_path: Path, migrated_database: Path, client: AsyncWebClient, slack: SlackStandIn
+) -> None:
+    posted: list[list[tuple[str, str, str]]] = []
+    queries: list[int] = []
+    for sender_class in (SlackSender, OneByOne):
+        path = tmp_path / f"{sender_class.__name__}.sqlite3"
+        shutil.copyfile(migrated_database, path)
+        path.chmod(0o600)
+        async with await Store.open(path) as store:
+            await seed(
+                store,
+                "access-short-en.eml",
+                "erasure-fr-qp.eml",
+                "followup-reply.eml",
+                "flowed-signature.eml",
+            )
+            async with store.transaction(now=NOW) as tx:
+                first, split = [await tx.cases.by_ref(f"PRIV-2026-000{n}") for n in (1, 3)]
+                assert first is not None and split is not None
+                await tx.cases.update(split, {"split_from_case_id": first.id})
+                await tx.cases.replace_checklist(first.id, [("crm", "CRM", "export", "Export the record")])
+                await tx.outbox.post_checklist(first.id)
+            statements: list[str] = []
+            await store._db._reader.set_trace_callback(statements.append)
+            sender = sender_class(store, client, channel=CHANNEL, calendar=CALENDAR, clock=lambda: NOW)
+            pub = OutboxWorker(store, [sender], clock=lambda: NOW)
+            calls = len(slack.calls_to("chat.postMessage"))
+            await publish_pending(pub)
+            made = slack.calls_to("chat.postMessage")[calls:]
+            posted.append(
+                sorted(
+                    (
+                        json.dumps(c["args"].get("metadata"), sort_keys=True),
+                        c["args"]["text"],
+                        c["args"]["blocks"],
+                    )
+                    for c in made
+                )
+            )
+            queries.append(sum(s.lstrip().upper().startswith("SELECT") for s in statements))
+    batched, one_by_one = posted
+    assert len(batched) == 8  # 3 roots, 4 emails, 1 checklist
+    assert batched == one_by_one
+    # two rounds (the roots, then their threads' messages), each reading cases, checklists, links
+    # and emails at most once; one by one, each row reads its own
+    assert queries[0] <= 2 * 4 < queries[1], queries

@@ -10,6 +10,8 @@ import logging
 import os
 import sqlite3
 import stat
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -20,7 +22,7 @@ from core.errors import StorageError
 from storage.db import iso, parse_instant
 from storage.migrations import LATEST
 from storage.models import CASE_STATUSES, Case, StoredEmail
-from storage.store import Store
+from storage.store import Store, Tx
 from tests.support.factory import NOW, add_email, new_case, open_case
 
 LATEST_SCHEMA = LATEST
@@ -713,3 +715,90 @@ async def test_a_transaction_is_synced_unless_it_says_a_power_loss_may_take_it_b
     async with db.transaction(durable=True) as session:
         inside = await session.one("PRAGMA synchronous")
     assert inside is not None and levels[int(inside[0])] == "FULL"
+
+
+# --- a transaction in the database's thread ----------------------------------------------------
+
+
+async def test_a_transaction_in_the_database_thread_commits_what_its_body_did(store: Store) -> None:
+    async def body(tx: Tx) -> str:
+        case = await open_case(tx, "<m1@example.org>")
+        await insert_email(tx, "<m1@example.org>", case_id=case.id)
+        assert tx.now == NOW
+        return case.ref
+
+    assert await store.in_thread(body, now=NOW, durable=False) == "PRIV-2026-0001"
+    assert [c.ref for c in await store.cases.select()] == ["PRIV-2026-0001"]
+    assert await store.mail.known(["<m1@example.org>"]) == {"<m1@example.org>"}
+    assert await store._db.synchronous == 1  # NORMAL, as asked
+
+
+async def test_a_transaction_in_the_database_thread_that_raises_rolls_back(store: Store) -> None:
+    async def body(tx: Tx) -> None:
+        await open_case(tx, "<m1@example.org>")
+        raise Boom
+
+    with pytest.raises(Boom):
+        await store.in_thread(body, now=NOW)
+    assert await store.cases.select() == []
+    assert (await new_case_with_email(store, "<m2@example.org>")).ref == "PRIV-2026-0001"
+
+
+async def test_a_body_that_waits_for_anything_but_the_database_is_refused_and_rolled_back(
+    store: Store,
+) -> None:
+    async def body(tx: Tx) -> None:
+        await open_case(tx, "<m1@example.org>")
+        await asyncio.sleep(0)  # the event loop's: it cannot be awaited in the database's thread
+
+    with pytest.raises(RuntimeError, match="waited for something else"):
+        await store.in_thread(body, now=NOW)
+    assert await store.cases.select() == []
+
+
+async def test_a_caller_cancelled_meanwhile_leaves_the_store_usable_and_consistent(store: Store) -> None:
+    started = threading.Event()
+
+    async def body(tx: Tx) -> None:
+        started.set()
+        time.sleep(0.2)  # in the database's thread: the caller is cancelled meanwhile
+        await new_case_rows(tx)
+
+    async def new_case_rows(tx: Tx) -> None:
+        case = await open_case(tx, "<m1@example.org>")
+        await insert_email(tx, "<m1@example.org>", case_id=case.id)
+
+    task = asyncio.create_task(store.in_thread(body, now=NOW))
+    await asyncio.to_thread(started.wait)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # the body ran to its end and committed: all of it, not a part
+    case = await new_case_with_email(store, "<m2@example.org>")
+    assert case.ref == "PRIV-2026-0002"
+    assert await store.mail.known(["<m1@example.org>", "<m2@example.org>"]) == {
+        "<m1@example.org>",
+        "<m2@example.org>",
+    }
+
+
+async def test_batch_reads_give_what_the_single_reads_give(store: Store) -> None:
+    first = await new_case_with_email(store, "<m1@example.org>")
+    second = await new_case_with_email(store, "<m2@example.org>")
+    async with store.transaction(now=NOW) as tx:
+        split = await open_case(tx, "<m3@example.org>")
+        split, _, _ = await tx.cases.update(split, {"split_from_case_id": first.id})
+        await tx.cases.replace_checklist(
+            first.id, [("crm", "CRM", "export", "Export"), ("mail", "Mail", "find", "Find")]
+        )
+    cases = await store.cases.get_many([first.id, second.id, split.id])
+    linked = await store.read.cases.linked_of(cases.values())
+    assert linked == {c.id: await store.cases.linked(c) for c in cases.values()}
+    assert [c.id for c in linked[first.id]] == [split.id] and [c.id for c in linked[split.id]] == [first.id]
+    assert linked[second.id] == []
+    checklists = await store.read.cases.checklists([first.id, second.id])
+    assert checklists == {first.id: await store.cases.checklist(first.id), second.id: []}
+    assert [i.system for i in checklists[first.id]] == ["crm", "mail"]
+    emails = [e.id for c in (first, second) for e in await store.mail.of_case(c.id)]
+    assert await store.read.mail.get_many([*emails, 999]) == {i: await store.mail.get(i) for i in emails}
+    assert await store.read.cases.linked_of([]) == {} and await store.read.cases.checklists([]) == {}

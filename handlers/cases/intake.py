@@ -146,7 +146,8 @@ async def take_in_all(
         )
     elif len(reads) != len(messages):
         raise ValueError(f"{len(reads)} reads for {len(messages)} messages")
-    async with store.transaction(now=now or system_clock(), durable=False) as tx:
+
+    async def store_all(tx: Tx) -> list[IntakeOutcome]:
         stored = await tx.mail.stored_of([read.email.message_id for read in reads])
         outcomes = [
             await _record(tx, m, read, calendar, rules, stored)
@@ -154,6 +155,10 @@ async def take_in_all(
         ]
         last = max(m.uid for m in messages)
         await tx.cursors.advance(first.folder, uidvalidity=first.uidvalidity, uid=last)
+        return outcomes
+
+    # some twenty statements a message: run where the database is, not one trip each
+    outcomes = await store.in_thread(store_all, now=now or system_clock(), durable=False)
     for message, read, outcome in zip(messages, reads, outcomes, strict=True):
         if outcome.action == "own_mail":
             logger.info("uid %d: our own mail came back; no case", message.uid)

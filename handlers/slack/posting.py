@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -40,7 +41,7 @@ from handlers.slack.blocks import (
     note_metadata,
 )
 from handlers.slack.notes import NoteContext, legacy_note, note_message
-from storage.models import Case, OutboxRow
+from storage.models import Case, ChecklistItem, OutboxRow, StoredEmail
 from storage.outbox import Delivered
 from storage.store import Store, Tx
 
@@ -52,6 +53,20 @@ Message = tuple[str, list[dict[str, object]], dict[str, object]]  # text, blocks
 #: The method that renders each kind of row (an update renders what it updates).
 _RENDER = {"root": "_root", "email_reply": "_email", "checklist": "_checklist", "note": "_note"}
 _RENDER |= {f"{kind}_update": method for kind, method in _RENDER.items()}
+#: The rows whose message shows the case's checklist, its linked cases, an email.
+_SHOWS_CHECKLIST = frozenset({"root", "root_update", "checklist", "checklist_update"})
+_SHOWS_LINKS = frozenset({"root", "root_update"})
+_SHOWS_EMAIL = frozenset({"email_reply", "email_reply_update"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What a row shows, read for its batch (None: not read, read it when rendering)."""
+
+    case: Case | None
+    checklist: list[ChecklistItem] | None = None
+    linked: list[Case] | None = None
+    email: StoredEmail | None = None
 
 
 class SlackSender:
@@ -89,25 +104,45 @@ class SlackSender:
         self.calendar = calendar
         self.clock = clock
         self.writer = writer
-        self._prepared: dict[int, Case] = {}  # row id -> its case, read for the batch
+        self._prepared: dict[int, _Prepared] = {}  # row id -> what it shows, read for its batch
 
     async def prepare(self, rows: Sequence[OutboxRow]) -> None:
-        """Read the cases of a batch's rows in one query (not one per row): `send` takes each
-        row's case from here once, so nothing read here outlives the batch."""
-        cases = await self.store.read.cases.get_many({r.case_id for r in rows if r.case_id is not None})
-        self._prepared = {r.id: cases[r.case_id] for r in rows if r.case_id in cases}
+        """Read what a batch's rows show in a few queries (not one or two per row): their cases,
+        the checklists and linked cases of those with a root or a checklist to render, and the
+        emails to show. `send` takes each row's from here once, so nothing read here outlives
+        the batch; a row of no batch reads its own when it is sent."""
+        read = self.store.read
+        cases = await read.cases.get_many({r.case_id for r in rows if r.case_id is not None})
+        shown = [(r, cases[r.case_id]) for r in rows if r.case_id is not None and r.case_id in cases]
+        checklists = await read.cases.checklists({c.id for r, c in shown if r.kind in _SHOWS_CHECKLIST})
+        linked = await read.cases.linked_of([c for r, c in shown if r.kind in _SHOWS_LINKS])
+        emails = await read.mail.get_many(
+            {r.email_id for r, _ in shown if r.email_id and r.kind in _SHOWS_EMAIL}
+        )
+        self._prepared = {
+            r.id: _Prepared(
+                case=c,
+                checklist=checklists.get(c.id),
+                linked=linked.get(c.id),
+                email=emails.get(r.email_id) if r.email_id else None,
+            )
+            for r, c in shown
+        }
 
     async def send(self, row: OutboxRow) -> Delivered:
         """Post or update the row's message; raises `Unavailable` or `Refused`."""
         assert row.case_id is not None
-        case = self._prepared.pop(row.id, None) or await self.store.read.cases.get(row.case_id)
+        prepared = self._prepared.pop(row.id, None) or _Prepared(await self.store.read.cases.get(row.case_id))
+        case = prepared.case
         if case is None:
             raise Refused("the case no longer exists")
         try:
             if row.kind == "erase":
                 return await self._erase(case)
-            render: Callable[[OutboxRow, Case], Awaitable[Message]] = getattr(self, _RENDER[row.kind])
-            message = await render(row, case)
+            render: Callable[[OutboxRow, Case, _Prepared], Awaitable[Message]] = getattr(
+                self, _RENDER[row.kind]
+            )
+            message = await render(row, case, prepared)
             if row.kind.endswith("_update"):
                 return await self._update(row, case, message)
             return await self._post(row, case, message)
@@ -261,11 +296,16 @@ class SlackSender:
     def _today(self) -> date:
         return self.calendar.local_date(self.clock())
 
-    async def _root(self, row: OutboxRow, case: Case) -> Message:
-        items = await self.store.read.cases.checklist(case.id)
+    async def _root(self, row: OutboxRow, case: Case, prepared: _Prepared) -> Message:
+        items = prepared.checklist
+        if items is None:
+            items = await self.store.read.cases.checklist(case.id)
+        linked = prepared.linked
+        if linked is None:
+            linked = await self.store.read.cases.linked(case)
         links = tuple(
             ("Split off" if other.id == case.split_from_case_id else "Split into", other.ref)
-            for other in await self.store.read.cases.linked(case)
+            for other in linked
         )
         context = RootContext(
             checklist_done=sum(1 for i in items if i.done), checklist_total=len(items), links=links
@@ -274,9 +314,9 @@ class SlackSender:
         blocks = case_root_blocks(case, today=today, tz=self.calendar.tz, context=context)
         return case_root_text(case, today=today), blocks, case_metadata(case)
 
-    async def _email(self, row: OutboxRow, case: Case) -> Message:
+    async def _email(self, row: OutboxRow, case: Case, prepared: _Prepared) -> Message:
         assert row.email_id is not None
-        email = await self.store.read.mail.get(row.email_id)
+        email = prepared.email or await self.store.read.mail.get(row.email_id)
         if email is None:
             raise Refused("the email no longer exists")
         text, blocks = email_reply(
@@ -284,11 +324,14 @@ class SlackSender:
         )
         return text, blocks, email_metadata(case, email)
 
-    async def _checklist(self, row: OutboxRow, case: Case) -> Message:
-        text, blocks = checklist_message(case, await self.store.read.cases.checklist(case.id))
+    async def _checklist(self, row: OutboxRow, case: Case, prepared: _Prepared) -> Message:
+        items = prepared.checklist
+        if items is None:
+            items = await self.store.read.cases.checklist(case.id)
+        text, blocks = checklist_message(case, items)
         return text, blocks, checklist_metadata(case)
 
-    async def _note(self, row: OutboxRow, case: Case) -> Message:
+    async def _note(self, row: OutboxRow, case: Case, prepared: _Prepared) -> Message:
         note = row if row.kind == "note" else await self.store.read.outbox.get(row.parent_id or 0)
         assert note is not None
         event = await self.store.read.audit.get(note.event_id) if note.event_id else None
