@@ -112,12 +112,12 @@ def test_wild_corpus_never_raises_and_stays_fast() -> None:
     folder = shared_path("corpus", "wild")
     files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
     assert len(files) >= 768
-    times = []
+    times = []  # CPU time of this thread: what the classifier costs, not how busy the machine is
     for path in files:
         email = parse_email(path.read_bytes())
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         result = classify(email)
-        times.append(time.perf_counter() - t0)
+        times.append(time.thread_time() - t0)
         assert result.kind in (*KINDS, *AUTOMATED_KINDS) and result.labels[0] == result.kind, path
         assert result.automated == (result.kind in AUTOMATED_KINDS)
         assert 0.0 <= result.confidence <= 1.0
