@@ -152,9 +152,8 @@ class _Direct:
 
     async def execute_insert(self, sql: str, parameters: Sequence[object]) -> sqlite3.Row | None:
         cursor = self._conn.execute(sql, parameters)
-        cursor.execute(
-            "SELECT last_insert_rowid()"
-        )  # as aiosqlite does (the connection's, for any statement)
+        # as aiosqlite does: the connection's last rowid, whatever the statement was
+        cursor.execute("SELECT last_insert_rowid()")
         row: sqlite3.Row | None = cursor.fetchone()
         return row
 
@@ -173,7 +172,8 @@ def _drive(coroutine: Coroutine[Any, Any, R]) -> R:
 
 class Session:
     """Statements on one connection. With a lock, each statement takes it (for use outside a
-    transaction); without, the caller already holds it (inside `Database.transaction`)."""
+    transaction); without, the caller already holds it (inside `Database.transaction` or
+    `Database.in_thread`)."""
 
     def __init__(self, conn: _Connection, lock: asyncio.Lock | None = None) -> None:
         self._conn = conn

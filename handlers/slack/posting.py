@@ -297,9 +297,7 @@ class SlackSender:
         return self.calendar.local_date(self.clock())
 
     async def _root(self, row: OutboxRow, case: Case, prepared: _Prepared) -> Message:
-        items = prepared.checklist
-        if items is None:
-            items = await self.store.read.cases.checklist(case.id)
+        items = await self._checklist_of(case, prepared)
         linked = prepared.linked
         if linked is None:
             linked = await self.store.read.cases.linked(case)
@@ -325,11 +323,14 @@ class SlackSender:
         return text, blocks, email_metadata(case, email)
 
     async def _checklist(self, row: OutboxRow, case: Case, prepared: _Prepared) -> Message:
-        items = prepared.checklist
-        if items is None:
-            items = await self.store.read.cases.checklist(case.id)
-        text, blocks = checklist_message(case, items)
+        text, blocks = checklist_message(case, await self._checklist_of(case, prepared))
         return text, blocks, checklist_metadata(case)
+
+    async def _checklist_of(self, case: Case, prepared: _Prepared) -> list[ChecklistItem]:
+        """The case's checklist as read for the batch, else read now."""
+        if prepared.checklist is not None:
+            return prepared.checklist
+        return await self.store.read.cases.checklist(case.id)
 
     async def _note(self, row: OutboxRow, case: Case, prepared: _Prepared) -> Message:
         note = row if row.kind == "note" else await self.store.read.outbox.get(row.parent_id or 0)
