@@ -103,11 +103,7 @@ class Cases:
 
     async def linked(self, case: Case) -> list[Case]:
         """Cases split off from this one, and the case it was split from."""
-        return await self._db.fetch_all(
-            Case,
-            f"{_SELECT} WHERE c.split_from_case_id = ? OR c.id = ? ORDER BY c.id",
-            (case.id, case.split_from_case_id or -1),
-        )
+        return (await self.linked_of([case]))[case.id]
 
     async def linked_of(self, cases: Collection[Case]) -> dict[int, list[Case]]:
         """`linked` for several cases in one query, by case id."""
@@ -232,9 +228,7 @@ class Cases:
     # --- checklist -------------------------------------------------------------------------------
     async def checklist(self, case_id: int) -> list[ChecklistItem]:
         """The checklist of a case, in display order."""
-        return await self._db.fetch_all(
-            ChecklistItem, "SELECT * FROM checklist_items WHERE case_id = ? ORDER BY position", (case_id,)
-        )
+        return (await self.checklists([case_id]))[case_id]
 
     async def checklists(self, case_ids: Collection[int]) -> dict[int, list[ChecklistItem]]:
         """`checklist` for several cases in one query, by case id (an empty list for none)."""
