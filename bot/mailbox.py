@@ -7,7 +7,8 @@ cursor (UIDVALIDITY + last UID) therefore never runs ahead of what is stored. A 
 cannot be taken in at once is taken in one message at a time, each with its own fallback.
 
 - IDLE when the server offers it, renewed every `idle_renew_seconds` (at most 10 minutes);
-  otherwise polling every `poll_seconds`.
+  otherwise polling every `poll_seconds`. IDLE starts only after a search that found nothing
+  new and was not answered with news of mail that came in meanwhile (`_announced`).
 - `BODY.PEEK[]` and a read-only `EXAMINE`, so the mailbox's read state is left alone.
 - Sizes first (RFC822.SIZE): small messages are fetched whole, up to `FETCH_BATCH_COUNT` or
   `FETCH_BATCH_BYTES` per round trip and batch; a message above `BIG_MESSAGE` alone and in parts
@@ -234,10 +235,13 @@ class MailboxWatcher:
         while not self._stop.is_set():
             cursor = self._call(self.get_cursor(folder))
             assert cursor is not None
+            _announced(client)  # what earlier commands announced, this search sees
             uids = sorted(
                 u for u in client.search(["UID", f"{cursor.last_uid + 1}:*"]) if u > cursor.last_uid
             )
             if not uids:
+                if _announced(client):
+                    continue  # mail came in as it searched: not in its result, and IDLE won't tell
                 if self.reader is not None:
                     self.reader.release()  # the backlog is in
                 return
@@ -487,6 +491,18 @@ class MailboxWatcher:
         while not self._stop.wait(self.settings.poll_seconds):
             client.noop()
             self._sync(client)
+
+
+def _announced(client: IMAPClient) -> bool:
+    """Whether the server announced new mail (an untagged EXISTS) since this was last asked.
+
+    A server announces mail that arrived during a command at the end of that command's response:
+    a SEARCH announces it without finding it (the search ran on the mailbox as it was), and IDLE
+    started afterwards announces only what comes later. Such mail would wait for the next one, or
+    for IDLE's renewal. imapclient keeps those announcements in imaplib's `untagged_responses`;
+    `response()` is imaplib's documented way to take them (and forget them)."""
+    _, data = client._imap.response("EXISTS")
+    return data != [None]
 
 
 def _is_news(response: Any) -> bool:

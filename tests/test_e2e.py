@@ -100,8 +100,17 @@ def product(env: dict[str, str], tmp_path: Path) -> Iterator[Product]:
 async def running(product: Product, slack: SlackStandIn) -> AsyncIterator[Product]:
     before = slack.connection_count
     product.start()
-    await slack.wait_for_socket(timeout=30, after=before)
-    yield product
+    try:
+        await slack.wait_for_socket(timeout=30, after=before)
+        yield product
+    except BaseException:
+        # shown with the failure: what the product logged and what Slack received
+        print(f"--- roots: {len(slack.roots(CHANNEL))}, calls:")
+        for call in slack.calls:
+            print(call["at"], call["method"], call["fault"] or "", call["error"] or "")
+        print(f"--- product log ({product.log}):")
+        print(product.log.read_text(encoding="utf-8", errors="replace")[-20000:])
+        raise
 
 
 async def deliver(mailbox: MailUser, *names: str) -> None:

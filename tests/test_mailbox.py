@@ -12,9 +12,10 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 import pytest
+from imapclient import IMAPClient
 
 from bot.backoff import Backoff
-from bot.mailbox import MailboxWatcher
+from bot.mailbox import MailboxWatcher, connect_imap
 from bot.runtime import build_watcher
 from bot.settings import Settings
 from handlers.cases.intake import IntakeOutcome
@@ -264,6 +265,43 @@ async def test_idle_is_renewed_and_keeps_delivering(
         await append(mailbox, request_email(1))
         await wait_until(lambda: outcomes, 10)
     assert outcomes[0].action == "opened_case"
+
+
+async def test_mail_that_comes_in_as_the_last_search_runs_is_not_left_for_the_next_one(
+    settings: Settings, store: Store, mailbox: MailUser
+) -> None:
+    """Mail delivered after the watcher's last command and before its last search is announced
+    (EXISTS) at the end of that search without being found by it, and the IDLE that follows
+    announces only what comes later: the watcher searches again instead of waiting for the next
+    mail or for IDLE's renewal (540 s by default). The delivery is made at that instant from the
+    watcher's own thread, on another connection to the same Dovecot."""
+    delivered: list[bool] = []
+    watcher: MailboxWatcher | None = None
+
+    def connect() -> IMAPClient:
+        assert watcher is not None
+        client = connect_imap(watcher.settings)
+        search = client.search
+
+        def search_after_a_delivery(criteria: object) -> object:
+            if not delivered:  # the first search on the (empty) folder: mail arrives just before
+                mailbox.append(request_email(1))
+                delivered.append(True)
+            return search(criteria)
+
+        client.search = search_after_a_delivery  # type: ignore[method-assign]
+        return client
+
+    outcomes: list[IntakeOutcome] = []
+    watcher = build_watcher(settings, store, loop=asyncio.get_running_loop(), on_delivered=outcomes.append)
+    watcher._connect = connect  # type: ignore[method-assign]
+    watcher.start()
+    try:
+        await wait_until(lambda: outcomes, 10)
+        assert watcher.idle_renewals == 0
+    finally:
+        await watcher.stop()
+    assert delivered and [o.action for o in outcomes] == ["opened_case"]
 
 
 async def test_a_folder_that_does_not_exist_is_one_outage_retried_with_growing_waits(
