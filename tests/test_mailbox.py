@@ -276,11 +276,9 @@ async def test_mail_that_comes_in_as_the_last_search_runs_is_not_left_for_the_ne
     mail or for IDLE's renewal (540 s by default). The delivery is made at that instant from the
     watcher's own thread, on another connection to the same Dovecot."""
     delivered: list[bool] = []
-    watcher: MailboxWatcher | None = None
 
     def connect() -> IMAPClient:
-        assert watcher is not None
-        client = connect_imap(watcher.settings)
+        client = connect_imap(settings.imap)
         search = client.search
 
         def search_after_a_delivery(criteria: object) -> object:
